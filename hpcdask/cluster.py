@@ -1,0 +1,406 @@
+"""Cluster classes: a Dask scheduler here, Dask workers in batch jobs.
+
+This module is wiring: options come resolved from :mod:`hpcdask.config`, scripts
+from :mod:`hpcdask.script`, queue I/O from :mod:`hpcdask.jobs`. The job table, not
+the scheduler, is the truth about which jobs exist: a job that ends while wanted
+is replaced, a job that ends before its workers connect is a failed start that is
+reported (and not resubmitted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import uuid
+from typing import Any, ClassVar
+
+from dask.utils import parse_bytes
+from distributed.core import Status
+from distributed.deploy.spec import ProcessInterface, SpecCluster
+from distributed.exceptions import WorkerStartTimeoutError
+from distributed.scheduler import Scheduler
+from distributed.security import Security
+from distributed.utils import NoOpAwaitable
+
+from hpcdask.config import JobOptions, cluster_setting, resolve_job_options
+from hpcdask.errors import JobFailedError
+from hpcdask.jobs import Backend, CommandBackend, JobTable, wait_until_ended
+from hpcdask.models import JobRecord
+from hpcdask.runner import SubprocessRunner
+from hpcdask.script import render_job_script
+from hpcdask.security import remove_private_dir, worker_security_args
+from hpcdask.systems.local import LocalBackend
+from hpcdask.systems.pbs import PBS
+from hpcdask.systems.slurm import Slurm
+from hpcdask.validation import check_seconds
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["HPCCluster", "LocalBatchCluster", "PBSCluster", "SLURMCluster"]
+
+
+def make_backend(opts: JobOptions) -> Backend:
+    """The backend for ``opts.system``; no I/O happens here."""
+    if opts.system == "slurm":
+        return CommandBackend(Slurm(), SubprocessRunner())
+    if opts.system == "pbs":
+        return CommandBackend(PBS(), SubprocessRunner())
+    return LocalBackend(walltime=opts.walltime)
+
+
+class BatchJob(ProcessInterface):
+    """SpecCluster's handle on one batch job; the job table does the queue I/O."""
+
+    def __init__(self, record: JobRecord) -> None:
+        super().__init__()
+        self.record = record
+        self.name = record.name
+        self.status = Status.running
+
+    async def close(self) -> None:
+        await super().close()
+
+    def __repr__(self) -> str:
+        return f"<BatchJob {self.name} job_id={self.record.job_id} {self.record.state.value}>"
+
+
+class HPCCluster(SpecCluster):  # type: ignore[misc]
+    """A Dask cluster whose workers run in batch jobs.
+
+    Takes dask-jobqueue's arguments with the same meaning (``cores``, ``memory``,
+    ``processes``, ``walltime``, ``queue``, ``account``, ``job_extra_directives``,
+    ... see :data:`hpcdask.config.DEFAULTS`), read from dask config
+    ``hpcdask.<system>.*`` or ``jobqueue.<system>.*`` when not given.
+
+    Parameters
+    ----------
+    system
+        ``"slurm"``, ``"pbs"`` or ``"local"`` (set by the subclasses).
+    n_workers
+        workers to start with (rounded up to whole jobs).
+    security
+        a :class:`distributed.security.Security`, ``True`` for a temporary
+        self-signed one, or ``None`` for none.
+    asynchronous, loop
+        as for every Dask cluster.
+    **job_kwargs
+        job options, see :func:`hpcdask.config.resolve_job_options`.
+    """
+
+    system: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        *,
+        system: str | None = None,
+        n_workers: int = 0,
+        security: Security | bool | None = None,
+        asynchronous: bool = False,
+        loop: Any = None,
+        shared_temp_directory: str | None = None,
+        **job_kwargs: Any,
+    ) -> None:
+        system = system or self.system
+        if isinstance(security, bool):
+            security = Security.temporary() if security else None
+        if security is not None and security.require_encryption:
+            job_kwargs.setdefault("protocol", "tls://")
+        self.job_options = opts = resolve_job_options(system, **job_kwargs)
+        self.backend = make_backend(opts)
+        self.table = JobTable(self.backend, opts.log_directory)
+        self.poll_interval = check_seconds(
+            "poll-interval", cluster_setting("poll-interval", "5s")
+        )
+        self._failures: list[JobFailedError] = []
+        self._initial_jobs = math.ceil(n_workers / opts.processes) if n_workers else 0
+        self._poll_task: asyncio.Task[None] | None = None
+        self._security_args: list[str] = []
+        self._private_dir: str | None = None
+        if security is not None:
+            directory = shared_temp_directory or os.path.join(
+                os.path.dirname(opts.log_directory), "security"
+            )
+            self._security_args, self._private_dir = worker_security_args(
+                security, directory
+            )
+
+        scheduler_options: dict[str, Any] = {
+            "dashboard_address": ":8787",
+            "protocol": opts.protocol,
+            "security": security,
+        }
+        if opts.interface:
+            scheduler_options["interface"] = opts.interface
+        scheduler_options.update(opts.scheduler_options)
+        worker_template: dict[str, Any] = {"cls": BatchJob, "options": {}}
+        if opts.processes > 1:
+            worker_template["group"] = [f"-{i}" for i in range(opts.processes)]
+        try:
+            super().__init__(
+                scheduler={"cls": Scheduler, "options": scheduler_options},
+                worker=worker_template,
+                asynchronous=asynchronous,
+                loop=loop,
+                security=security,
+                name=opts.name,
+            )
+        except BaseException:
+            remove_private_dir(self._private_dir)
+            raise
+
+    # -- what users call --------------------------------------------------------
+
+    def job_script(self) -> str:
+        """The script the next job would be submitted with."""
+        return self._render(self._next_job_name())
+
+    def jobs(self) -> Any:
+        """The cluster's jobs as a pandas DataFrame, like ``squeue`` for it."""
+        return self.table.frame()
+
+    @property
+    def failures(self) -> list[JobFailedError]:
+        """Jobs that ended before their workers connected, oldest first."""
+        return list(self._failures)
+
+    def scale(
+        self,
+        n: int | None = None,
+        jobs: int = 0,
+        memory: str | int | None = None,
+        cores: int | None = None,
+    ) -> Any:
+        """Ask for ``n`` workers, ``jobs`` jobs, or enough jobs for ``cores``/``memory``.
+
+        Whole jobs only: with ``processes=4``, ``scale(6)`` asks for two jobs.
+        Called from a user's thread, it waits until the jobs are submitted and
+        raises the queue's error if a submission is refused.
+        """
+        opts = self.job_options
+        wanted = jobs
+        if n is not None:
+            wanted = max(wanted, math.ceil(n / opts.processes))
+        if memory is not None:
+            wanted = max(wanted, math.ceil(parse_bytes(memory) / opts.memory))
+        if cores is not None:
+            wanted = max(wanted, math.ceil(cores / opts.cores))
+        self._set_target_jobs(wanted)
+        if self.asynchronous:
+            return self._correct_state()
+        if self.called_from_running_loop or self.status != Status.running:
+            self.loop.add_callback(self._correct_state)
+            return NoOpAwaitable()
+        return self.sync(self._correct_state)
+
+    async def scale_down(self, workers: Any) -> None:
+        """Remove the jobs of ``workers`` (names or addresses), whole jobs only."""
+        info = self.scheduler_info.get("workers", {})
+        names = {str(info[w]["name"]) if w in info else str(w) for w in workers}
+        for name in names:
+            record = self.table.job_of_worker(name)
+            job_name = record.name if record else name
+            self.worker_spec.pop(job_name, None)
+        await self._correct_state()
+
+    # -- SpecCluster hooks ----------------------------------------------------------
+
+    def _new_worker_name(self, worker_number: int) -> str:
+        return f"{self._name}-{worker_number}"
+
+    def _next_job_name(self) -> str:
+        i = self._i
+        while self._new_worker_name(i) in self.worker_spec:
+            i += 1
+        return self._new_worker_name(i)
+
+    async def _start(self) -> None:
+        await super()._start()
+        if self._poll_task is None:
+            self._poll_task = asyncio.ensure_future(self._poll_loop())
+        if self._initial_jobs:
+            self._set_target_jobs(self._initial_jobs)
+            self._initial_jobs = 0
+
+    def _set_target_jobs(self, wanted: int) -> None:
+        """Edit the worker spec to hold ``wanted`` jobs.
+
+        On the way down, jobs without connected workers go first (newest first),
+        then the newest running ones.
+        """
+        names = list(self.worker_spec)
+        if len(names) > wanted:
+            def has_workers(name: str) -> bool:
+                record = self.table.records.get(name)
+                return bool(record and record.workers)
+
+            order = [n for n in reversed(names) if not has_workers(n)]
+            order += [n for n in reversed(names) if has_workers(n)]
+            for name in order[: len(names) - wanted]:
+                del self.worker_spec[name]
+        if self.status not in (Status.closing, Status.closed):
+            while len(self.worker_spec) < wanted:
+                self.worker_spec.update(self.new_worker_spec())
+
+    async def _correct_state_internal(self) -> None:
+        async with self._lock:
+            self._correct_state_waiting = None
+            to_close = [n for n in self.workers if n not in self.worker_spec]
+            if to_close:
+                await self._stop_jobs(to_close)
+            to_open = [n for n in self.worker_spec if n not in self.workers]
+            if to_open:
+                await self._start_jobs(to_open)
+
+    async def _start_jobs(self, names: list[str]) -> None:
+        results = await asyncio.gather(
+            *(self.table.submit(n, self._render(n)) for n in names),
+            return_exceptions=True,
+        )
+        errors: list[BaseException] = []
+        for name, result in zip(names, results):
+            if isinstance(result, BaseException):
+                self.worker_spec.pop(name, None)
+                errors.append(result)
+            else:
+                self.workers[name] = BatchJob(result)
+                logger.info("submitted job %s (%s)", result.job_id, name)
+        if errors:
+            raise errors[0]
+
+    async def _stop_jobs(self, names: list[str]) -> None:
+        records = [self.table.records[n] for n in names if n in self.table.records]
+        if self.status == Status.running:
+            # hand the workers' data over before their jobs go
+            worker_names = [w for r in records for w in r.workers]
+            if worker_names:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(
+                        self.scheduler_comm.retire_workers(
+                            names=worker_names, close_workers=True, remove=True
+                        ),
+                        timeout=60,
+                    )
+        await self.table.cancel(records)
+        for name in names:
+            job = self.workers.pop(name, None)
+            if job is not None:
+                await job.close()
+        if self.status == Status.closing:
+            await wait_until_ended(self.table, records, timeout=15)
+
+    def _update_worker_status(self, op: str, msg: Any) -> None:
+        # The queue, not the worker list, decides when a job is gone: skip
+        # SpecCluster's "close the job when its worker leaves".
+        if op == "add":
+            for info in msg.get("workers", {}).values():
+                self.table.note_worker(str(info.get("name")), connected=True)
+        elif op == "remove":
+            info = self.scheduler_info.get("workers", {}).get(msg)
+            if info is not None:
+                self.table.note_worker(str(info.get("name")), connected=False)
+        super(SpecCluster, self)._update_worker_status(op, msg)
+
+    async def _close(self) -> None:
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poll_task
+        try:
+            await super()._close()
+        finally:
+            remove_private_dir(self._private_dir)
+
+    async def _wait_for_workers(
+        self, n_workers: int = 0, timeout: float | None = None
+    ) -> None:
+        """Wait for ``n_workers``; raise at once if a job fails to start."""
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + float(timeout)
+        self._failures_reported = getattr(self, "_failures_reported", 0)
+        while True:
+            if self._failures_reported < len(self._failures):
+                failure = self._failures[self._failures_reported]
+                self._failures_reported = len(self._failures)
+                raise failure
+            identity = await self.scheduler_comm.identity()
+            running = sum(
+                1
+                for w in identity["workers"].values()
+                if w.get("status") == Status.running.name
+            )
+            if running >= n_workers:
+                return
+            if deadline is not None and asyncio.get_running_loop().time() > deadline:
+                raise WorkerStartTimeoutError(running, n_workers, timeout)
+            await asyncio.sleep(0.2)
+
+    # -- the poll loop ----------------------------------------------------------------
+
+    async def _poll_loop(self) -> None:
+        while self.status in (Status.created, Status.starting, Status.running):
+            await asyncio.sleep(self.poll_interval)
+            try:
+                await self.poll()
+            except Exception:  # keep polling whatever one round did
+                logger.exception("polling the queue failed")
+
+    async def poll(self) -> None:
+        """Ask the queue once about all live jobs and act on jobs that ended."""
+        for record in await self.table.poll():
+            self._job_ended(record)
+
+    def _job_ended(self, record: JobRecord) -> None:
+        if record.cancel_requested:
+            return
+        job = self.workers.pop(record.name, None)
+        if job is not None:
+            job.status = Status.closed
+        if record.failed_start:
+            failure = self.table.failure(record)
+            self._failures.append(failure)
+            self.worker_spec.pop(record.name, None)
+            logger.error("%s", failure)
+            return
+        if record.name in self.worker_spec and self.status == Status.running:
+            logger.warning(
+                "job %s (%s) ended: %s%s; submitting a replacement",
+                record.job_id,
+                record.name,
+                record.state.value,
+                f" ({record.reason})" if record.reason else "",
+            )
+            del self.worker_spec[record.name]
+            self.worker_spec.update(self.new_worker_spec())
+            self.loop.add_callback(self._correct_state)
+
+    # -- rendering ------------------------------------------------------------------
+
+    def _render(self, name: str) -> str:
+        scheduler = self.scheduler
+        address = getattr(scheduler, "contact_address", None) or scheduler.address
+        return render_job_script(
+            self.job_options, self.backend.system, address, name, self._security_args
+        )
+
+
+class SLURMCluster(HPCCluster):
+    """Dask workers in Slurm jobs (``sbatch`` / ``squeue`` / ``scancel``)."""
+
+    system = "slurm"
+
+
+class PBSCluster(HPCCluster):
+    """Dask workers in PBS jobs (``qsub`` / ``qstat`` / ``qdel``); PBS Pro,
+    OpenPBS, Torque, and Slurm's Torque-compatible commands."""
+
+    system = "pbs"
+
+
+class LocalBatchCluster(HPCCluster):
+    """The same job scripts run as plain processes here: for laptops and
+    machines without a batch system."""
+
+    system = "local"
+

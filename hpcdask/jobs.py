@@ -1,0 +1,311 @@
+"""The job table: which batch jobs exist, what the queue says about them.
+
+All queue I/O of a cluster goes through here: submit, one batched status query per
+poll, one cancel command per batch of ids, and the tail of a failed job's log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from hpcdask.errors import BatchCommandError, JobFailedError, JobSubmissionError
+from hpcdask.models import JobRecord, JobState, JobStatus
+from hpcdask.runner import Runner
+from hpcdask.systems.base import BatchSystem, QueueCommands
+from hpcdask.validation import name_pattern
+
+if TYPE_CHECKING:
+    import pandas
+
+logger = logging.getLogger(__name__)
+
+#: cancel errors that only mean the job had already ended.
+_ALREADY_DONE = re.compile(
+    r"already complet|Invalid job id|Unknown Job Id|has finished|not exist",
+    re.IGNORECASE,
+)
+
+
+class Backend(Protocol):
+    """Submits, queries and cancels jobs of one batch system."""
+
+    system: BatchSystem
+
+    async def submit(self, script: str, log_directory: str) -> str:
+        """Queue ``script``; return its job id. Raises JobSubmissionError."""
+        ...
+
+    async def status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """States of ``job_ids``; raises BatchCommandError if nobody answered."""
+        ...
+
+    async def cancel(self, job_ids: Sequence[str]) -> None:
+        """Cancel ``job_ids``; ids that already ended are not an error."""
+        ...
+
+
+class CommandBackend:
+    """A :class:`Backend` that runs a :class:`QueueCommands` system's argv."""
+
+    def __init__(
+        self, system: QueueCommands, runner: Runner, timeout: float = 60.0
+    ) -> None:
+        self.system = system
+        self.runner = runner
+        self.timeout = timeout
+
+    async def submit(self, script: str, log_directory: str) -> str:
+        fd, path = tempfile.mkstemp(prefix="hpcdask-", suffix=".sh")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(script)
+            result = await self.runner.run(
+                self.system.submit_argv(path), timeout=self.timeout
+            )
+        finally:
+            os.unlink(path)
+        if not result.ok:
+            raise JobSubmissionError(result.argv, result.returncode, result.stderr)
+        try:
+            return self.system.parse_job_id(result.stdout)
+        except ValueError as e:
+            raise JobSubmissionError(result.argv, result.returncode, str(e)) from e
+
+    async def status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        result = await self.runner.run(
+            self.system.status_argv(job_ids), timeout=self.timeout
+        )
+        parsed = self.system.parse_status(result.stdout, job_ids)
+        gone = self.system.missing_job_ids(result.stderr, job_ids)
+        if not result.ok and not parsed and not gone:
+            raise BatchCommandError(result.argv, result.returncode, result.stderr)
+        out: dict[str, JobStatus] = {}
+        for job_id in job_ids:
+            if job_id in parsed:
+                out[job_id] = parsed[job_id]
+            elif result.ok or job_id in gone:
+                out[job_id] = JobStatus(JobState.GONE)
+            else:
+                out[job_id] = JobStatus(JobState.UNKNOWN)
+        return out
+
+    async def cancel(self, job_ids: Sequence[str]) -> None:
+        result = await self.runner.run(
+            self.system.cancel_argv(job_ids), timeout=self.timeout
+        )
+        if not result.ok and not _ALREADY_DONE.search(result.stderr):
+            raise BatchCommandError(result.argv, result.returncode, result.stderr)
+
+
+class JobTable:
+    """The jobs of one cluster, keyed by their spec name.
+
+    Parameters
+    ----------
+    backend
+        where jobs are submitted.
+    log_directory
+        where job logs go; created on first submission.
+    """
+
+    def __init__(self, backend: Backend, log_directory: str) -> None:
+        self.backend = backend
+        self.log_directory = log_directory
+        self.records: dict[str, JobRecord] = {}
+        self.controller_error: str = ""
+        self._patterns: dict[str, re.Pattern[str]] = {}
+        self._submit_slots = asyncio.Semaphore(4)
+
+    # -- queries ---------------------------------------------------------------
+
+    def live(self) -> list[JobRecord]:
+        """Jobs that are queued, running, or being submitted."""
+        return [r for r in self.records.values() if not r.state.is_terminal]
+
+    def by_id(self, job_id: str) -> JobRecord | None:
+        for record in self.records.values():
+            if record.job_id == job_id:
+                return record
+        return None
+
+    def job_of_worker(self, worker_name: str) -> JobRecord | None:
+        """The job whose workers are called ``worker_name``.
+
+        A job ``name`` runs workers ``name`` (one process) or ``name-0``, ``name-1``
+        (several); a name with ``$VARS`` is matched after the job's shell expanded it.
+        """
+        record = self.records.get(worker_name)
+        if record is None:
+            stem, _, suffix = worker_name.rpartition("-")
+            if suffix.isdigit():
+                record = self.records.get(stem)
+        if record is not None:
+            return record
+        for name, pattern in self._patterns.items():
+            if pattern.fullmatch(worker_name):
+                return self.records[name]
+        return None
+
+    def stderr_tail(self, record: JobRecord, lines: int = 20) -> list[str]:
+        """The last ``lines`` lines of the job's stderr log (empty if none)."""
+        if not record.stderr_path:
+            return []
+        try:
+            with open(record.stderr_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 64 * 1024))
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return []
+        return text.splitlines()[-lines:]
+
+    def failure(self, record: JobRecord) -> JobFailedError:
+        """The error that tells the user why ``record`` never ran workers."""
+        return JobFailedError(
+            record.job_id,
+            record.state.value,
+            record.reason or (f"exit code {record.exit_code}" if record.exit_code else ""),
+            self.stderr_tail(record),
+        )
+
+    # -- I/O -------------------------------------------------------------------
+
+    async def submit(self, name: str, script: str) -> JobRecord:
+        """Queue one job called ``name``; raises JobSubmissionError."""
+        record = JobRecord(name=name, submit_time=time.time())
+        self.records[name] = record
+        if "$" in name:
+            self._patterns[name] = re.compile(name_pattern(name).pattern + r"(?:-\d+)?")
+        os.makedirs(self.log_directory, exist_ok=True)
+        try:
+            async with self._submit_slots:
+                record.job_id = await self.backend.submit(script, self.log_directory)
+        except Exception:
+            record.state = JobState.FAILED
+            raise
+        record.state = JobState.PENDING
+        return record
+
+    async def poll(self) -> list[JobRecord]:
+        """Ask the queue about every live job at once.
+
+        Returns the records that reached a terminal state in this poll. When the
+        controller does not answer, every job keeps its last known state.
+        """
+        live = [r for r in self.live() if r.job_id]
+        if not live:
+            return []
+        try:
+            statuses = await self.backend.status([r.job_id for r in live])
+        except BatchCommandError as e:
+            if self.controller_error != str(e):
+                logger.warning("batch controller not answering: %s", e)
+            self.controller_error = str(e)
+            return []
+        if self.controller_error:
+            logger.info("batch controller answering again")
+        self.controller_error = ""
+        ended = []
+        for record in live:
+            status = statuses.get(record.job_id)
+            if status is None:
+                continue
+            record.apply(status)
+            if record.state.is_terminal:
+                if record.end_time is None:
+                    record.end_time = time.time()
+                ended.append(record)
+        return ended
+
+    async def cancel(self, records: Iterable[JobRecord], attempts: int = 3) -> None:
+        """Cancel jobs with one command; retried when the controller is away."""
+        records = [r for r in records if r.job_id and not r.state.is_terminal]
+        for record in records:
+            record.cancel_requested = True
+        if not records:
+            return
+        ids = [r.job_id for r in records]
+        for attempt in range(attempts):
+            try:
+                await self.backend.cancel(ids)
+                return
+            except BatchCommandError as e:
+                if attempt == attempts - 1:
+                    raise
+                logger.warning("cancel failed (%s); retrying", e)
+                await asyncio.sleep(1.0 * 2**attempt)
+
+    def note_worker(self, worker_name: str, connected: bool) -> JobRecord | None:
+        """Record that a worker of some job connected or left."""
+        record = self.job_of_worker(worker_name)
+        if record is None:
+            return None
+        if connected:
+            record.workers.add(worker_name)
+            record.workers_seen += 1
+            if record.state in (JobState.SUBMITTING, JobState.PENDING):
+                # a connected worker is proof the job runs; squeue may lag
+                record.state = JobState.RUNNING
+                record.reason = ""
+                record.start_time = record.start_time or time.time()
+        else:
+            record.workers.discard(worker_name)
+        return record
+
+    def frame(self, now: float | None = None) -> pandas.DataFrame:
+        """The job table as a DataFrame, newest job last."""
+        import pandas
+
+        now = time.time() if now is None else now
+        rows = [
+            {
+                "job_id": r.job_id,
+                "name": r.name,
+                "state": r.state.value,
+                "reason": r.reason,
+                "workers": len(r.workers),
+                "node": r.node,
+                "submit_time": _timestamp(r.submit_time),
+                "start_time": _timestamp(r.start_time),
+                "end_time": _timestamp(r.end_time),
+                "walltime_left": _timedelta(r.walltime_left(now)),
+            }
+            for r in self.records.values()
+        ]
+        columns = [
+            "job_id", "name", "state", "reason", "workers", "node",
+            "submit_time", "start_time", "end_time", "walltime_left",
+        ]  # fmt: skip
+        return pandas.DataFrame(rows, columns=columns)
+
+
+def _timestamp(value: float | None) -> object:
+    import pandas
+
+    return pandas.NaT if value is None else pandas.Timestamp(value, unit="s")
+
+
+def _timedelta(value: float | None) -> object:
+    import pandas
+
+    return pandas.NaT if value is None else pandas.Timedelta(seconds=round(value))
+
+
+async def wait_until_ended(
+    table: JobTable, records: Sequence[JobRecord], timeout: float, interval: float = 0.5
+) -> bool:
+    """Poll until ``records`` all ended; False if some are still live at timeout."""
+    deadline = time.monotonic() + timeout
+    while any(not r.state.is_terminal for r in records):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(interval)
+        await table.poll()
+    return True

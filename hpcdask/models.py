@@ -1,0 +1,139 @@
+"""Plain data shared by every layer: job states, job status, job records.
+
+Nothing here does I/O. The queue's vocabulary (squeue letters, qstat states) is
+translated into :class:`JobState` by the system adapters; everything above them
+speaks only this enum.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class JobState(enum.Enum):
+    """The state of one batch job, as the queue reports it.
+
+    ``UNKNOWN`` means the controller did not answer: the job keeps its last known
+    state in the job table and is never treated as dead because of it. ``GONE``
+    means the queue no longer knows the job id (purged from its memory): the job
+    has ended, without a final state the queue would tell.
+    """
+
+    SUBMITTING = "submitting"
+    PENDING = "pending"
+    HELD = "held"
+    RUNNING = "running"
+    COMPLETING = "completing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+    NODE_FAIL = "node_fail"
+    GONE = "gone"
+    UNKNOWN = "unknown"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+    @property
+    def is_active(self) -> bool:
+        """Holds or will hold resources: counts as capacity asked for."""
+        return self in ACTIVE
+
+
+#: States after which a job never runs again.
+TERMINAL: frozenset[JobState] = frozenset(
+    {
+        JobState.COMPLETED,
+        JobState.FAILED,
+        JobState.CANCELLED,
+        JobState.TIMEOUT,
+        JobState.NODE_FAIL,
+        JobState.GONE,
+    }
+)
+
+#: States of a job that is queued or holding an allocation.
+ACTIVE: frozenset[JobState] = frozenset(
+    {
+        JobState.SUBMITTING,
+        JobState.PENDING,
+        JobState.HELD,
+        JobState.RUNNING,
+        JobState.COMPLETING,
+    }
+)
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What one status query said about one job.
+
+    Times are POSIX timestamps (seconds) or ``None`` where the queue gave none.
+    """
+
+    state: JobState
+    reason: str = ""
+    node: str = ""
+    submit_time: float | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+    time_limit: float | None = None
+    exit_code: str = ""
+
+
+@dataclass
+class JobRecord:
+    """One batch job in the cluster's job table.
+
+    ``name`` is the cluster's spec name for the job (one name per job; a job of
+    several worker processes has workers ``name-0``, ``name-1``...).
+    """
+
+    name: str
+    job_id: str = ""
+    state: JobState = JobState.SUBMITTING
+    reason: str = ""
+    node: str = ""
+    submit_time: float | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+    time_limit: float | None = None
+    exit_code: str = ""
+    workers: set[str] = field(default_factory=set)
+    workers_seen: int = 0
+    cancel_requested: bool = False
+    stdout_path: str = ""
+    stderr_path: str = ""
+
+    def apply(self, status: JobStatus) -> None:
+        """Take a status query's answer; ``UNKNOWN`` keeps the last known state."""
+        if status.state is JobState.UNKNOWN:
+            return
+        self.state = status.state
+        self.reason = status.reason
+        for attr in ("node", "submit_time", "start_time", "end_time", "time_limit"):
+            value = getattr(status, attr)
+            if value:
+                setattr(self, attr, value)
+        if status.exit_code:
+            self.exit_code = status.exit_code
+
+    @property
+    def failed_start(self) -> bool:
+        """Ended before any of its workers connected, and not because we asked."""
+        return (
+            self.state.is_terminal
+            and self.workers_seen == 0
+            and not self.cancel_requested
+            and self.state is not JobState.CANCELLED
+        )
+
+    def walltime_left(self, now: float) -> float | None:
+        if self.start_time is None or self.time_limit is None:
+            return None
+        if self.state.is_terminal:
+            return 0.0
+        return max(0.0, self.start_time + self.time_limit - now)

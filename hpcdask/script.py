@@ -1,0 +1,91 @@
+"""Render job scripts: pure functions of options, never writing files."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hpcdask.config import JobOptions
+from hpcdask.systems.base import BatchSystem
+from hpcdask.validation import shell_word
+
+_EXACT_UNITS = (("GiB", 2**30), ("MiB", 2**20), ("GB", 10**9), ("MB", 10**6))
+
+
+def format_memory_limit(size: int) -> str:
+    """A byte count as dask reads it, exact: "4GiB" when it divides, else bytes."""
+    for unit, factor in _EXACT_UNITS:
+        if size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
+
+
+def worker_argv(
+    opts: JobOptions,
+    scheduler_address: str,
+    worker_name: str,
+    security_args: Sequence[str] = (),
+) -> list[str]:
+    """The worker command as shell words (variables left for the job's shell)."""
+    words = [
+        shell_word("python", opts.python),
+        "-m",
+        opts.worker_command,
+        shell_word("scheduler address", scheduler_address),
+        "--name",
+        shell_word("name", worker_name),
+        "--nthreads",
+        str(opts.threads_per_worker),
+        "--memory-limit",
+        format_memory_limit(opts.memory_per_worker),
+        "--nworkers",
+        str(opts.processes),
+        "--nanny" if opts.nanny else "--no-nanny",
+        "--death-timeout",
+        f"{opts.death_timeout:g}",
+    ]
+    if opts.local_directory:
+        words += ["--local-directory", shell_word("local_directory", opts.local_directory)]
+    if opts.interface:
+        words += ["--interface", opts.interface]
+    if opts.protocol:
+        words += ["--protocol", opts.protocol]
+    words += [shell_word("security", arg) for arg in security_args]
+    words += [shell_word("worker_extra_args", arg) for arg in opts.worker_extra_args]
+    return words
+
+
+def render_job_script(
+    opts: JobOptions,
+    system: BatchSystem,
+    scheduler_address: str,
+    worker_name: str,
+    security_args: Sequence[str] = (),
+) -> str:
+    """The whole batch script that starts one job's Dask workers."""
+    lines = [opts.shebang, ""]
+    directives = system.render_directives(opts)
+    if directives:
+        lines += [*directives, ""]
+    if not system.writes_logs:
+        lines += _log_redirection(opts, system)
+    lines += opts.job_script_prologue
+    lines.append(" ".join(worker_argv(opts, scheduler_address, worker_name, security_args)))
+    lines += opts.job_script_epilogue
+    return "\n".join(lines) + "\n"
+
+
+def _log_redirection(opts: JobOptions, system: BatchSystem) -> list[str]:
+    """Send the script's output to the log files the job table reads.
+
+    The job id comes from the first of the system's variables that is set; the
+    stems match :meth:`BatchSystem.log_paths`.
+    """
+    stdout, stderr = system.log_paths(opts, "${HPCDASK_JOB_ID}")
+    lines = [f'exec >>"{stdout}" 2>>"{stderr}"']
+    if system.job_id_variables:
+        expansion = "${HPCDASK_JOB_ID"
+        for variable in system.job_id_variables:
+            expansion += f":-${{{variable}"
+        expansion += "}" * (len(system.job_id_variables) + 1)
+        lines.insert(0, f'export HPCDASK_JOB_ID="{expansion}"')
+    return lines

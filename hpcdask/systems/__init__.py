@@ -1,0 +1,1 @@
+"""Batch-system adapters: pure translations between options, argv and output."""

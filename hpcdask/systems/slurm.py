@@ -1,0 +1,124 @@
+"""Slurm: sbatch, squeue, scancel."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+
+from hpcdask.config import JobOptions
+from hpcdask.models import JobState, JobStatus
+from hpcdask.systems.base import QueueCommands
+from hpcdask.systems.timefmt import parse_clock, parse_duration
+from hpcdask.validation import format_walltime
+
+#: squeue's ``%T`` (long state name) -> JobState.
+STATES: dict[str, JobState] = {
+    "PENDING": JobState.PENDING,
+    "CONFIGURING": JobState.PENDING,
+    "REQUEUED": JobState.PENDING,
+    "REQUEUE_FED": JobState.PENDING,
+    "RESIZING": JobState.PENDING,
+    "REQUEUE_HOLD": JobState.HELD,
+    "SUSPENDED": JobState.HELD,
+    "STOPPED": JobState.HELD,
+    "RUNNING": JobState.RUNNING,
+    "SIGNALING": JobState.RUNNING,
+    "COMPLETING": JobState.COMPLETING,
+    "STAGE_OUT": JobState.COMPLETING,
+    "COMPLETED": JobState.COMPLETED,
+    "CANCELLED": JobState.CANCELLED,
+    "REVOKED": JobState.CANCELLED,
+    "FAILED": JobState.FAILED,
+    "BOOT_FAIL": JobState.FAILED,
+    "DEADLINE": JobState.FAILED,
+    "OUT_OF_MEMORY": JobState.FAILED,
+    "SPECIAL_EXIT": JobState.FAILED,
+    "PREEMPTED": JobState.NODE_FAIL,
+    "NODE_FAIL": JobState.NODE_FAIL,
+    "TIMEOUT": JobState.TIMEOUT,
+}
+
+#: the squeue output format: one line a job, fields split by "|".
+SQUEUE_FORMAT = "%i|%T|%r|%N|%V|%S|%e|%l"
+_JOB_ID = re.compile(r"^(\d+(?:_\d+)?)(?:;\S+)?\s*$")
+_NO_REASON = {"None", "(null)", ""}
+
+
+class Slurm(QueueCommands):
+    name = "slurm"
+    directive_prefix = "#SBATCH"
+    job_id_variables = ("SLURM_JOB_ID",)
+
+    def directives(self, opts: JobOptions) -> list[str]:
+        stdout, stderr = self.log_paths(opts, "%j")
+        lines = [f"-J {opts.job_name}"]
+        if opts.queue:
+            lines.append(f"-p {opts.queue}")
+        if opts.account:
+            lines.append(f"-A {opts.account}")
+        lines.append("-n 1")
+        lines.append(f"--cpus-per-task={opts.job_cpu or opts.cores}")
+        memory_mib = math.ceil((opts.job_mem or opts.memory) / 2**20)
+        lines.append(f"--mem={memory_mib}M")
+        lines.append(f"-t {format_walltime(opts.walltime)}")
+        lines.append(f"-o {stdout}")
+        lines.append(f"-e {stderr}")
+        return lines
+
+    def submit_argv(self, script_path: str) -> list[str]:
+        return ["sbatch", "--parsable", script_path]
+
+    def status_argv(self, job_ids: Sequence[str]) -> list[str]:
+        return [
+            "squeue",
+            "--noheader",
+            "--states=all",
+            f"--format={SQUEUE_FORMAT}",
+            f"--jobs={','.join(job_ids)}",
+        ]
+
+    def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
+        return ["scancel", *job_ids]
+
+    def parse_job_id(self, stdout: str) -> str:
+        # --parsable prints "<id>" or "<id>;<cluster>"
+        match = _JOB_ID.match(stdout.strip())
+        if not match:
+            raise ValueError(f"no job id in sbatch output: {stdout!r}")
+        return match.group(1)
+
+    def parse_status(
+        self, stdout: str, job_ids: Sequence[str]
+    ) -> Mapping[str, JobStatus]:
+        return parse_squeue(stdout)
+
+    def missing_job_ids(self, stderr: str, job_ids: Sequence[str]) -> set[str]:
+        # squeue names no id: it refuses the whole query when none is known
+        if "Invalid job id specified" in stderr:
+            return set(job_ids)
+        return set()
+
+
+def parse_squeue(stdout: str) -> dict[str, JobStatus]:
+    """Parse ``squeue --format=SQUEUE_FORMAT`` lines into {job id: JobStatus}."""
+    out: dict[str, JobStatus] = {}
+    for line in stdout.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) != 8:
+            continue
+        job_id, state_name, reason, node, submit, start, end, limit = fields
+        state = STATES.get(state_name.strip(), JobState.UNKNOWN)
+        # For a pending job %S is the expected start, for a live one %e the
+        # expected end: keep only times that have happened.
+        started = state not in (JobState.PENDING, JobState.HELD)
+        out[job_id] = JobStatus(
+            state=state,
+            reason="" if reason in _NO_REASON else reason,
+            node="" if node in _NO_REASON else node,
+            submit_time=parse_clock(submit),
+            start_time=parse_clock(start) if started else None,
+            end_time=parse_clock(end) if state.is_terminal else None,
+            time_limit=parse_duration(limit),
+        )
+    return out
