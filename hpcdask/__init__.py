@@ -1,4 +1,4 @@
-"""hpcdask: Dask clusters on HPC batch queues (Slurm, PBS), from a notebook or a batch job."""
+"""hpcdask: Dask clusters on HPC batch queues (Slurm, PBS)."""
 
 from __future__ import annotations
 

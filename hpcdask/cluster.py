@@ -14,7 +14,6 @@ import contextlib
 import logging
 import math
 import os
-import uuid
 from typing import Any, ClassVar
 
 from dask.utils import parse_bytes
@@ -24,6 +23,7 @@ from distributed.exceptions import WorkerStartTimeoutError
 from distributed.scheduler import Scheduler
 from distributed.security import Security
 from distributed.utils import NoOpAwaitable
+from tornado.ioloop import IOLoop
 
 from hpcdask.config import JobOptions, cluster_setting, resolve_job_options
 from hpcdask.errors import JobFailedError
@@ -64,10 +64,11 @@ class BatchJob(ProcessInterface):
         await super().close()
 
     def __repr__(self) -> str:
-        return f"<BatchJob {self.name} job_id={self.record.job_id} {self.record.state.value}>"
+        record = self.record
+        return f"<BatchJob {self.name} job_id={record.job_id} {record.state.value}>"
 
 
-class HPCCluster(SpecCluster):  # type: ignore[misc]
+class HPCCluster(SpecCluster):
     """A Dask cluster whose workers run in batch jobs.
 
     Takes dask-jobqueue's arguments with the same meaning (``cores``, ``memory``,
@@ -110,11 +111,12 @@ class HPCCluster(SpecCluster):  # type: ignore[misc]
             job_kwargs.setdefault("protocol", "tls://")
         self.job_options = opts = resolve_job_options(system, **job_kwargs)
         self.backend = make_backend(opts)
-        self.table = JobTable(self.backend, opts.log_directory)
+        self.table = JobTable(self.backend, opts)
         self.poll_interval = check_seconds(
             "poll-interval", cluster_setting("poll-interval", "5s")
         )
         self._failures: list[JobFailedError] = []
+        self._failures_reported = 0  # how many _wait_for_workers has raised
         self._initial_jobs = math.ceil(n_workers / opts.processes) if n_workers else 0
         self._poll_task: asyncio.Task[None] | None = None
         self._security_args: list[str] = []
@@ -169,11 +171,12 @@ class HPCCluster(SpecCluster):  # type: ignore[misc]
     def scale(
         self,
         n: int | None = None,
-        jobs: int = 0,
         memory: str | int | None = None,
         cores: int | None = None,
+        *,
+        jobs: int = 0,
     ) -> Any:
-        """Ask for ``n`` workers, ``jobs`` jobs, or enough jobs for ``cores``/``memory``.
+        """Ask for ``n`` workers, ``jobs`` jobs, or enough for ``cores``/``memory``.
 
         Whole jobs only: with ``processes=4``, ``scale(6)`` asks for two jobs.
         Called from a user's thread, it waits until the jobs are submitted and
@@ -191,7 +194,7 @@ class HPCCluster(SpecCluster):  # type: ignore[misc]
         if self.asynchronous:
             return self._correct_state()
         if self.called_from_running_loop or self.status != Status.running:
-            self.loop.add_callback(self._correct_state)
+            self._io_loop.add_callback(self._correct_state)
             return NoOpAwaitable()
         return self.sync(self._correct_state)
 
@@ -206,6 +209,17 @@ class HPCCluster(SpecCluster):  # type: ignore[misc]
         await self._correct_state()
 
     # -- SpecCluster hooks ----------------------------------------------------------
+
+    @property
+    def _io_loop(self) -> IOLoop:
+        loop = self.loop
+        assert loop is not None, "cluster has no event loop"
+        return loop
+
+    @property
+    def _scheduler_rpc(self) -> Any:
+        assert self.scheduler_comm is not None, "cluster has not started"
+        return self.scheduler_comm
 
     def _new_worker_name(self, worker_number: int) -> str:
         return f"{self._name}-{worker_number}"
@@ -232,6 +246,7 @@ class HPCCluster(SpecCluster):  # type: ignore[misc]
         """
         names = list(self.worker_spec)
         if len(names) > wanted:
+
             def has_workers(name: str) -> bool:
                 record = self.table.records.get(name)
                 return bool(record and record.workers)
@@ -260,7 +275,7 @@ class HPCCluster(SpecCluster):  # type: ignore[misc]
             return_exceptions=True,
         )
         errors: list[BaseException] = []
-        for name, result in zip(names, results):
+        for name, result in zip(names, results, strict=True):
             if isinstance(result, BaseException):
                 self.worker_spec.pop(name, None)
                 errors.append(result)
@@ -278,7 +293,7 @@ class HPCCluster(SpecCluster):  # type: ignore[misc]
             if worker_names:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(
-                        self.scheduler_comm.retire_workers(
+                        self._scheduler_rpc.retire_workers(
                             names=worker_names, close_workers=True, remove=True
                         ),
                         timeout=60,
@@ -317,14 +332,14 @@ class HPCCluster(SpecCluster):  # type: ignore[misc]
         self, n_workers: int = 0, timeout: float | None = None
     ) -> None:
         """Wait for ``n_workers``; raise at once if a job fails to start."""
-        deadline = None if timeout is None else asyncio.get_running_loop().time() + float(timeout)
-        self._failures_reported = getattr(self, "_failures_reported", 0)
+        clock = asyncio.get_running_loop().time
+        deadline = None if timeout is None else clock() + float(timeout)
         while True:
             if self._failures_reported < len(self._failures):
                 failure = self._failures[self._failures_reported]
                 self._failures_reported = len(self._failures)
                 raise failure
-            identity = await self.scheduler_comm.identity()
+            identity = await self._scheduler_rpc.identity()
             running = sum(
                 1
                 for w in identity["workers"].values()
@@ -332,8 +347,8 @@ class HPCCluster(SpecCluster):  # type: ignore[misc]
             )
             if running >= n_workers:
                 return
-            if deadline is not None and asyncio.get_running_loop().time() > deadline:
-                raise WorkerStartTimeoutError(running, n_workers, timeout)
+            if deadline is not None and clock() > deadline:
+                raise WorkerStartTimeoutError(running, n_workers, float(timeout or 0))
             await asyncio.sleep(0.2)
 
     # -- the poll loop ----------------------------------------------------------------
@@ -373,12 +388,13 @@ class HPCCluster(SpecCluster):  # type: ignore[misc]
             )
             del self.worker_spec[record.name]
             self.worker_spec.update(self.new_worker_spec())
-            self.loop.add_callback(self._correct_state)
+            self._io_loop.add_callback(self._correct_state)
 
     # -- rendering ------------------------------------------------------------------
 
     def _render(self, name: str) -> str:
         scheduler = self.scheduler
+        assert scheduler is not None, "cluster has not started"
         address = getattr(scheduler, "contact_address", None) or scheduler.address
         return render_job_script(
             self.job_options, self.backend.system, address, name, self._security_args
@@ -403,4 +419,3 @@ class LocalBatchCluster(HPCCluster):
     machines without a batch system."""
 
     system = "local"
-

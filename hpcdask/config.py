@@ -246,9 +246,8 @@ def _validate(system: str, raw: dict[str, Any]) -> JobOptions:
         raise InvalidOptionError("shebang", shebang, "must start with '#!'")
     protocol = raw["protocol"]
     if protocol is not None and not (
-        isinstance(protocol, str) and protocol in _PROTOCOLS + tuple(
-            p[:-3] for p in _PROTOCOLS
-        )
+        isinstance(protocol, str)
+        and protocol in _PROTOCOLS + tuple(p[:-3] for p in _PROTOCOLS)
     ):
         raise InvalidOptionError("protocol", protocol, f"expected one of {_PROTOCOLS}")
     if isinstance(protocol, str) and not protocol.endswith("://"):

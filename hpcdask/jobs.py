@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from hpcdask.config import JobOptions
 from hpcdask.errors import BatchCommandError, JobFailedError, JobSubmissionError
 from hpcdask.models import JobRecord, JobState, JobStatus
 from hpcdask.runner import Runner
@@ -26,17 +27,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: cancel errors that only mean the job had already ended.
-_ALREADY_DONE = re.compile(
-    r"already complet|Invalid job id|Unknown Job Id|has finished|not exist",
-    re.IGNORECASE,
-)
-
 
 class Backend(Protocol):
     """Submits, queries and cancels jobs of one batch system."""
 
-    system: BatchSystem
+    @property
+    def system(self) -> BatchSystem:
+        """How this backend's job scripts look."""
+        ...
 
     async def submit(self, script: str, log_directory: str) -> str:
         """Queue ``script``; return its job id. Raises JobSubmissionError."""
@@ -66,13 +64,16 @@ class CommandBackend:
         try:
             with os.fdopen(fd, "w") as f:
                 f.write(script)
+            # from the log directory, so files the system writes there land there
             result = await self.runner.run(
-                self.system.submit_argv(path), timeout=self.timeout
+                self.system.submit_argv(path), timeout=self.timeout, cwd=log_directory
             )
         finally:
             os.unlink(path)
         if not result.ok:
-            raise JobSubmissionError(result.argv, result.returncode, result.stderr)
+            raise JobSubmissionError(
+                result.argv, result.returncode, result.stderr or result.stdout
+            )
         try:
             return self.system.parse_job_id(result.stdout)
         except ValueError as e:
@@ -83,7 +84,7 @@ class CommandBackend:
             self.system.status_argv(job_ids), timeout=self.timeout
         )
         parsed = self.system.parse_status(result.stdout, job_ids)
-        gone = self.system.missing_job_ids(result.stderr, job_ids)
+        gone = self.system.gone_job_ids(result.returncode, result.stderr, job_ids)
         if not result.ok and not parsed and not gone:
             raise BatchCommandError(result.argv, result.returncode, result.stderr)
         out: dict[str, JobStatus] = {}
@@ -100,8 +101,12 @@ class CommandBackend:
         result = await self.runner.run(
             self.system.cancel_argv(job_ids), timeout=self.timeout
         )
-        if not result.ok and not _ALREADY_DONE.search(result.stderr):
-            raise BatchCommandError(result.argv, result.returncode, result.stderr)
+        if not result.ok:
+            # qdel exits non-zero for ids that already ended; the caller asks
+            # the queue which of them are still live
+            raise BatchCommandError(
+                result.argv, result.returncode, result.stderr or result.stdout
+            )
 
 
 class JobTable:
@@ -111,13 +116,14 @@ class JobTable:
     ----------
     backend
         where jobs are submitted.
-    log_directory
-        where job logs go; created on first submission.
+    options
+        the cluster's job options (log directory and job name name the logs).
     """
 
-    def __init__(self, backend: Backend, log_directory: str) -> None:
+    def __init__(self, backend: Backend, options: JobOptions) -> None:
         self.backend = backend
-        self.log_directory = log_directory
+        self.options = options
+        self.log_directory = options.log_directory
         self.records: dict[str, JobRecord] = {}
         self.controller_error: str = ""
         self._patterns: dict[str, re.Pattern[str]] = {}
@@ -171,7 +177,8 @@ class JobTable:
         return JobFailedError(
             record.job_id,
             record.state.value,
-            record.reason or (f"exit code {record.exit_code}" if record.exit_code else ""),
+            record.reason
+            or (f"exit code {record.exit_code}" if record.exit_code else ""),
             self.stderr_tail(record),
         )
 
@@ -190,6 +197,9 @@ class JobTable:
         except Exception:
             record.state = JobState.FAILED
             raise
+        record.stdout_path, record.stderr_path = self.backend.system.log_paths(
+            self.options, record.job_id
+        )
         record.state = JobState.PENDING
         return record
 
@@ -224,23 +234,29 @@ class JobTable:
                 ended.append(record)
         return ended
 
-    async def cancel(self, records: Iterable[JobRecord], attempts: int = 3) -> None:
-        """Cancel jobs with one command; retried when the controller is away."""
-        records = [r for r in records if r.job_id and not r.state.is_terminal]
-        for record in records:
+    async def cancel(self, records: Iterable[JobRecord], attempts: int = 4) -> None:
+        """Cancel jobs with one command.
+
+        When the command fails, the queue is asked which jobs are still live and
+        only those are cancelled again, with backoff; the last failure raises.
+        """
+        live = [r for r in records if r.job_id and not r.state.is_terminal]
+        for record in live:
             record.cancel_requested = True
-        if not records:
-            return
-        ids = [r.job_id for r in records]
         for attempt in range(attempts):
+            if not live:
+                return
             try:
-                await self.backend.cancel(ids)
+                await self.backend.cancel([r.job_id for r in live])
                 return
             except BatchCommandError as e:
-                if attempt == attempts - 1:
+                await self.poll()
+                live = [r for r in live if not r.state.is_terminal]
+                if live and attempt == attempts - 1:
                     raise
-                logger.warning("cancel failed (%s); retrying", e)
-                await asyncio.sleep(1.0 * 2**attempt)
+                if live:
+                    logger.warning("cancel failed (%s); retrying", e)
+                    await asyncio.sleep(0.5 * 2**attempt)
 
     def note_worker(self, worker_name: str, connected: bool) -> JobRecord | None:
         """Record that a worker of some job connected or left."""
@@ -283,7 +299,8 @@ class JobTable:
             "job_id", "name", "state", "reason", "workers", "node",
             "submit_time", "start_time", "end_time", "walltime_left",
         ]  # fmt: skip
-        return pandas.DataFrame(rows, columns=columns)
+        frame: pandas.DataFrame = pandas.DataFrame(rows, columns=columns)
+        return frame
 
 
 def _timestamp(value: float | None) -> object:

@@ -39,9 +39,11 @@ class Completed:
 
 
 class Runner(Protocol):
-    async def run(self, argv: Sequence[str], *, timeout: float = 60.0) -> Completed:
-        """Run ``argv`` to completion; a timeout or a missing program is
-        reported as a failed :class:`Completed` (return code 124 or 127)."""
+    async def run(
+        self, argv: Sequence[str], *, timeout: float = 60.0, cwd: str | None = None
+    ) -> Completed:
+        """Run ``argv`` to completion (in ``cwd``); a timeout or a missing program
+        is reported as a failed :class:`Completed` (return code 124 or 127)."""
         ...
 
 
@@ -53,7 +55,9 @@ class SubprocessRunner:
         #: every argv run, in order, for tests and for counting controller load.
         self.calls: list[tuple[str, ...]] = []
 
-    async def run(self, argv: Sequence[str], *, timeout: float = 60.0) -> Completed:
+    async def run(
+        self, argv: Sequence[str], *, timeout: float = 60.0, cwd: str | None = None
+    ) -> Completed:
         argv = tuple(argv)
         self.calls.append(argv)
         logger.debug("running %s", " ".join(argv))
@@ -64,6 +68,7 @@ class SubprocessRunner:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env=self.env,
+                cwd=cwd,
             )
         except FileNotFoundError:
             return Completed(argv, 127, "", f"{argv[0]}: command not found")
@@ -109,7 +114,9 @@ class FakeRunner:
     responses: dict[str, list[Completed] | Responder] = field(default_factory=dict)
     calls: list[tuple[str, ...]] = field(default_factory=list)
 
-    async def run(self, argv: Sequence[str], *, timeout: float = 60.0) -> Completed:
+    async def run(
+        self, argv: Sequence[str], *, timeout: float = 60.0, cwd: str | None = None
+    ) -> Completed:
         argv = tuple(argv)
         self.calls.append(argv)
         answer = self.responses.get(argv[0])

@@ -44,7 +44,10 @@ def worker_argv(
         f"{opts.death_timeout:g}",
     ]
     if opts.local_directory:
-        words += ["--local-directory", shell_word("local_directory", opts.local_directory)]
+        words += [
+            "--local-directory",
+            shell_word("local_directory", opts.local_directory),
+        ]
     if opts.interface:
         words += ["--interface", opts.interface]
     if opts.protocol:
@@ -69,7 +72,9 @@ def render_job_script(
     if not system.writes_logs:
         lines += _log_redirection(opts, system)
     lines += opts.job_script_prologue
-    lines.append(" ".join(worker_argv(opts, scheduler_address, worker_name, security_args)))
+    lines.append(
+        " ".join(worker_argv(opts, scheduler_address, worker_name, security_args))
+    )
     lines += opts.job_script_epilogue
     return "\n".join(lines) + "\n"
 

@@ -19,7 +19,9 @@ def _is_pem(value: object) -> bool:
     return isinstance(value, str) and "-----BEGIN" in value
 
 
-def worker_security_args(security: Security, directory: str) -> tuple[list[str], str | None]:
+def worker_security_args(
+    security: Security, directory: str
+) -> tuple[list[str], str | None]:
     """``dask worker`` TLS arguments for ``security``.
 
     Returns the arguments and the private directory that was created to hold

@@ -135,7 +135,7 @@ def _parse_walltime_text(option: str, text: str) -> int:
         numbers = [int(x) for x in (a, b, c) if x is not None]
         if days is not None:
             # D-HH[:MM[:SS]]
-            hours, minutes, seconds = (numbers + [0, 0])[:3]
+            hours, minutes, seconds = [*numbers, 0, 0][:3]
             return ((int(days) * 24 + hours) * 60 + minutes) * 60 + seconds
         if len(numbers) == 1:
             return numbers[0] * 60
@@ -143,7 +143,7 @@ def _parse_walltime_text(option: str, text: str) -> int:
             return numbers[0] * 60 + numbers[1]
         return (numbers[0] * 60 + numbers[1]) * 60 + numbers[2]
     try:
-        return int(math.ceil(float(parse_timedelta(text))))
+        return math.ceil(float(parse_timedelta(text)))
     except (ValueError, TypeError, KeyError) as e:
         raise InvalidOptionError(
             option, text, "expected a walltime like '01:30:00', '30' or '2h'"
@@ -165,10 +165,10 @@ def check_positive_int(option: str, value: object) -> int:
 
 def check_seconds(option: str, value: object) -> float:
     """A duration in seconds: a number or a string like "60s" / "5min"."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise InvalidOptionError(option, value, "expected a duration")
     try:
-        seconds = float(parse_timedelta(value, default="seconds"))  # type: ignore[arg-type]
+        seconds = float(parse_timedelta(value, default="seconds"))
     except (ValueError, TypeError, KeyError) as e:
         raise InvalidOptionError(option, value, "expected a duration") from e
     if seconds <= 0:

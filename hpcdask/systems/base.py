@@ -72,6 +72,8 @@ class QueueCommands(BatchSystem, abc.ABC):
     ) -> Mapping[str, JobStatus]:
         """States of the jobs found in the status command's output."""
 
-    def missing_job_ids(self, stderr: str, job_ids: Sequence[str]) -> set[str]:
-        """Which of ``job_ids`` the status command said it does not know."""
+    def gone_job_ids(
+        self, returncode: int, stderr: str, job_ids: Sequence[str]
+    ) -> set[str]:
+        """Which of ``job_ids`` a failed status command said it does not know."""
         return set()

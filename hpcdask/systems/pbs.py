@@ -53,10 +53,9 @@ class PBS(QueueCommands):
         )
         lines.append(f"-l {resources}")
         lines.append(f"-l walltime={format_walltime(opts.walltime)}")
-        # The script sends its own output to the log directory (PBS has no %j);
-        # what the batch system itself prints goes beside it.
-        lines.append(f"-o {opts.log_directory}/{opts.job_name}.batch.out")
-        lines.append(f"-e {opts.log_directory}/{opts.job_name}.batch.err")
+        # No -o/-e: PBS has no %j to name a file per job, and Slurm's qsub ignores
+        # them. The script redirects its own output into the log directory, and
+        # jobs are submitted from there so the system's own files land beside it.
         return lines
 
     def submit_argv(self, script_path: str) -> list[str]:
@@ -90,7 +89,13 @@ class PBS(QueueCommands):
                     out[wanted] = status
         return out
 
-    def missing_job_ids(self, stderr: str, job_ids: Sequence[str]) -> set[str]:
+    def gone_job_ids(
+        self, returncode: int, stderr: str, job_ids: Sequence[str]
+    ) -> set[str]:
+        # PBS Pro names each unknown id; Slurm's qstat prints nothing and exits
+        # 153 (PBSE_UNKJOBID) when no id is known.
+        if returncode == 153 and not stderr.strip():
+            return set(job_ids)
         unknown = {i.split(".")[0] for i in _UNKNOWN_ID.findall(stderr)}
         return {i for i in job_ids if i.split(".")[0] in unknown}
 
@@ -98,8 +103,9 @@ class PBS(QueueCommands):
 def parse_qstat_full(stdout: str) -> dict[str, dict[str, str]]:
     """``qstat -f`` output as {job id: {attribute: value}}.
 
-    Attributes are ``name = value`` lines; PBS Pro continues long values on
-    lines that start with a tab, which are joined to the value before them.
+    Attributes are indented ``name = value`` lines (four spaces in PBS Pro, a tab
+    in Slurm's wrapper); PBS Pro continues long values on tab-led lines without
+    `` = ``, which are joined to the value before them.
     """
     jobs: dict[str, dict[str, str]] = {}
     attrs: dict[str, str] | None = None
@@ -111,14 +117,24 @@ def parse_qstat_full(stdout: str) -> dict[str, dict[str, str]]:
             continue
         if attrs is None or not raw.strip():
             continue
-        if raw.startswith("\t") and last_key:
-            attrs[last_key] += raw.strip()
-            continue
         key, sep, value = raw.strip().partition(" = ")
-        if sep:
-            last_key = key.strip()
+        if sep and " " not in key:
+            last_key = key
             attrs[last_key] = value.strip()
+        elif last_key:
+            attrs[last_key] += raw.strip()
     return jobs
+
+
+def _start_time(attrs: Mapping[str, str], state: JobState) -> float | None:
+    if state in (JobState.PENDING, JobState.HELD):
+        return None
+    if "stime" in attrs:  # PBS Pro
+        return parse_clock(attrs["stime"])
+    if "start_time" in attrs:  # Torque
+        return parse_clock(attrs["start_time"])
+    # Slurm's wrapper puts the start in mtime
+    return parse_clock(attrs.get("mtime", ""))
 
 
 def status_from_attributes(attrs: Mapping[str, str]) -> JobStatus:
@@ -135,10 +151,7 @@ def status_from_attributes(attrs: Mapping[str, str]) -> JobStatus:
         reason=attrs.get("comment", ""),
         node=node,
         submit_time=parse_clock(attrs.get("qtime", attrs.get("ctime", ""))),
-        start_time=parse_clock(attrs.get("stime", attrs.get("start_time", ""))),
-        end_time=parse_clock(attrs.get("comp_time", attrs.get("obittime", "")))
-        if state.is_terminal
-        else None,
+        start_time=_start_time(attrs, state),
         time_limit=parse_duration(attrs.get("Resource_List.walltime", "")),
         exit_code=exit_code,
     )

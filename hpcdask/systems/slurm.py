@@ -40,7 +40,7 @@ STATES: dict[str, JobState] = {
 }
 
 #: the squeue output format: one line a job, fields split by "|".
-SQUEUE_FORMAT = "%i|%T|%r|%N|%V|%S|%e|%l"
+SQUEUE_FORMAT = "%i|%T|%r|%N|%V|%S|%e|%l|%L"
 _JOB_ID = re.compile(r"^(\d+(?:_\d+)?)(?:;\S+)?\s*$")
 _NO_REASON = {"None", "(null)", ""}
 
@@ -93,8 +93,11 @@ class Slurm(QueueCommands):
     ) -> Mapping[str, JobStatus]:
         return parse_squeue(stdout)
 
-    def missing_job_ids(self, stderr: str, job_ids: Sequence[str]) -> set[str]:
-        # squeue names no id: it refuses the whole query when none is known
+    def gone_job_ids(
+        self, returncode: int, stderr: str, job_ids: Sequence[str]
+    ) -> set[str]:
+        # squeue skips unknown ids among known ones, and refuses a query of one
+        # unknown id without naming it
         if "Invalid job id specified" in stderr:
             return set(job_ids)
         return set()
@@ -105,10 +108,12 @@ def parse_squeue(stdout: str) -> dict[str, JobStatus]:
     out: dict[str, JobStatus] = {}
     for line in stdout.splitlines():
         fields = line.strip().split("|")
-        if len(fields) != 8:
+        if len(fields) != 9:
             continue
-        job_id, state_name, reason, node, submit, start, end, limit = fields
+        job_id, state_name, reason, node, submit, start, end, limit, _left = fields
         state = STATES.get(state_name.strip(), JobState.UNKNOWN)
+        if state is JobState.PENDING and reason.startswith("JobHeld"):
+            state = JobState.HELD
         # For a pending job %S is the expected start, for a live one %e the
         # expected end: keep only times that have happened.
         started = state not in (JobState.PENDING, JobState.HELD)

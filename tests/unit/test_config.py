@@ -39,7 +39,7 @@ def test_jobqueue_yaml_alone_is_enough() -> None:
                 "processes": 6,
                 "walltime": "01:00:00",
                 "job-extra-directives": ["-m abe"],
-                "log-directory": "/tmp/hpcdask-test-logs",
+                "account": "P99",
             }
         }
     }
@@ -49,7 +49,7 @@ def test_jobqueue_yaml_alone_is_enough() -> None:
     assert opts.memory == 109 * 10**9
     assert opts.walltime == 3600
     assert opts.job_extra_directives == ("-m abe",)
-    assert opts.log_directory == "/tmp/hpcdask-test-logs"
+    assert opts.account == "P99"
 
 
 def test_defaults() -> None:
@@ -136,6 +136,8 @@ def test_environment_variables_where_users_rely_on_them() -> None:
     assert opts.worker_extra_args == ("--resources", "GPU=1", "--lifetime", "55m")
 
 
-@pytest.mark.parametrize(("cores", "processes"), [(1, 1), (4, 1), (8, 2), (36, 6), (7, 1)])
+@pytest.mark.parametrize(
+    ("cores", "processes"), [(1, 1), (4, 1), (8, 2), (36, 6), (7, 1)]
+)
 def test_default_processes_divides_cores(cores: int, processes: int) -> None:
     assert default_processes(cores) == processes

@@ -14,7 +14,11 @@ ADDRESS = "tcp://10.0.0.1:8786"
 
 
 def slurm_script(**kwargs: object) -> str:
-    options: dict[str, object] = {"cores": 8, "memory": "16GiB", "log_directory": "/logs"}
+    options: dict[str, object] = {
+        "cores": 8,
+        "memory": "16GiB",
+        "log_directory": "/logs",
+    }
     options.update(kwargs)
     return render_job_script(
         resolve_job_options("slurm", **options), Slurm(), ADDRESS, "dask-worker-3"
@@ -91,7 +95,12 @@ def test_memory_and_cpu_overrides() -> None:
 
 def test_pbs_script_uses_select_and_redirects_its_logs() -> None:
     opts = resolve_job_options(
-        "pbs", cores=4, memory="8GiB", queue="workq", account="P1", log_directory="/logs"
+        "pbs",
+        cores=4,
+        memory="8GiB",
+        queue="workq",
+        account="P1",
+        log_directory="/logs",
     )
     script = render_job_script(opts, PBS(), ADDRESS, "dask-worker-0")
     assert "#PBS -N dask-worker" in script
@@ -99,13 +108,18 @@ def test_pbs_script_uses_select_and_redirects_its_logs() -> None:
     assert "#PBS -A P1" in script
     assert "#PBS -l select=1:ncpus=4:mem=8192mb" in script
     assert "#PBS -l walltime=00:30:00" in script
-    assert 'export HPCDASK_JOB_ID="${HPCDASK_JOB_ID:-${PBS_JOBID:-${SLURM_JOB_ID}}}"' in script
+    assert (
+        'export HPCDASK_JOB_ID="${HPCDASK_JOB_ID:-${PBS_JOBID:-${SLURM_JOB_ID}}}"'
+        in script
+    )
     assert (
         'exec >>"/logs/dask-worker-${HPCDASK_JOB_ID}.out" '
         '2>>"/logs/dask-worker-${HPCDASK_JOB_ID}.err"'
     ) in script
     # the redirection comes before anything else runs
-    body = [line for line in script.splitlines()[1:] if line and not line.startswith("#")]
+    body = [
+        line for line in script.splitlines()[1:] if line and not line.startswith("#")
+    ]
     assert body[0].startswith("export HPCDASK_JOB_ID=")
     assert body[1].startswith("exec >>")
 
@@ -127,14 +141,21 @@ def test_local_script_has_no_directives() -> None:
 
 
 def test_name_with_variable_is_expanded_by_the_job() -> None:
-    opts = resolve_job_options("slurm", cores=1, memory="1GiB", name="run-$SLURM_JOB_ID")
+    opts = resolve_job_options(
+        "slurm", cores=1, memory="1GiB", name="run-$SLURM_JOB_ID"
+    )
     script = render_job_script(opts, Slurm(), ADDRESS, "run-$SLURM_JOB_ID-0")
     assert '--name "run-$SLURM_JOB_ID-0"' in script
 
 
 @pytest.mark.parametrize(
     ("size", "text"),
-    [(2**30, "1GiB"), (3 * 2**20, "3MiB"), (10**9, "1GB"), (4 * 10**9 // 3, "1333333333")],
+    [
+        (2**30, "1GiB"),
+        (3 * 2**20, "3MiB"),
+        (10**9, "1GB"),
+        (4 * 10**9 // 3, "1333333333"),
+    ],
 )
 def test_format_memory_limit_is_exact(size: int, text: str) -> None:
     assert format_memory_limit(size) == text

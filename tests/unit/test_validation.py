@@ -33,7 +33,9 @@ def test_identifiers_refuse_shell_syntax(value: str) -> None:
         check_identifier("queue", value)
 
 
-@pytest.mark.parametrize("value", ["debug", "gpu-a100", "P12345", "normal.q", "acct@site"])
+@pytest.mark.parametrize(
+    "value", ["debug", "gpu-a100", "P12345", "normal.q", "acct@site"]
+)
 def test_identifiers_accept_real_names(value: str) -> None:
     assert check_identifier("queue", value) == value
 
@@ -51,7 +53,9 @@ def test_parse_memory(text: object, expected: int) -> None:
     assert parse_memory("memory", text) == expected
 
 
-@pytest.mark.parametrize("text", ["lots", "16GB\n", "16GB; rm -rf /", "-1GB", 0, True, None])
+@pytest.mark.parametrize(
+    "text", ["lots", "16GB\n", "16GB; rm -rf /", "-1GB", 0, True, None]
+)
 def test_parse_memory_refuses(text: object) -> None:
     with pytest.raises(InvalidOptionError, match="memory"):
         parse_memory("memory", text)
@@ -75,7 +79,9 @@ def test_parse_walltime(text: object, seconds: int) -> None:
     assert parse_walltime("walltime", text) == seconds
 
 
-@pytest.mark.parametrize("text", ["soon", "01:00:00\nhostname", "$(date)", "00:00:00", -5])
+@pytest.mark.parametrize(
+    "text", ["soon", "01:00:00\nhostname", "$(date)", "00:00:00", -5]
+)
 def test_parse_walltime_refuses(text: object) -> None:
     with pytest.raises(InvalidOptionError, match="walltime"):
         parse_walltime("walltime", text)
@@ -117,7 +123,16 @@ def test_shell_word_is_one_word_and_runs_nothing(value: str, tmp_path: object) -
 
 
 @pytest.mark.parametrize(
-    "value", ["$(touch /tmp/x)", "$HOME`id`", "${TMPDIR:-$(id)}", '$HOME"; id; "', "$HOME\\", "a\nb", ""]
+    "value",
+    [
+        "$(touch /tmp/x)",
+        "$HOME`id`",
+        "${TMPDIR:-$(id)}",
+        '$HOME"; id; "',
+        "$HOME\\",
+        "a\nb",
+        "",
+    ],
 )
 def test_shell_word_refuses_expansions(value: str) -> None:
     with pytest.raises(InvalidOptionError, match="worker_extra_args"):
