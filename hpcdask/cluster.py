@@ -225,10 +225,18 @@ class HPCCluster(SpecCluster):
         return f"{self._name}-{worker_number}"
 
     def _next_job_name(self) -> str:
-        i = self._i
-        while self._new_worker_name(i) in self.worker_spec:
-            i += 1
-        return self._new_worker_name(i)
+        """The next job name never used by this cluster (names are not reused:
+        a replacement's workers must not collide with a dying job's)."""
+        while (name := self._new_worker_name(self._i)) in self.worker_spec or (
+            name in self.table.records
+        ):
+            self._i += 1
+        return name
+
+    def new_worker_spec(self) -> dict[str, Any]:
+        name = self._next_job_name()
+        self._i += 1
+        return {name: self.new_spec}
 
     async def _start(self) -> None:
         await super()._start()

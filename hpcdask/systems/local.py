@@ -23,6 +23,16 @@ from hpcdask.systems.base import BatchSystem
 _counter = itertools.count()
 
 
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class LocalSystem(BatchSystem):
     name = "local"
     # the backend sets HPCDASK_JOB_ID itself
@@ -104,17 +114,22 @@ class LocalBackend:
         await asyncio.gather(*(self._terminate(job) for job in jobs))
 
     async def _terminate(self, job: _LocalJob) -> None:
-        """SIGTERM the job's process group, SIGKILL it after the grace period."""
-        if job.process.returncode is not None:
+        """SIGTERM the job's process group, SIGKILL what is left after the grace
+        period; return when no process of the group is left (as a queue would)."""
+        group = job.process.pid
+        if not _group_alive(group):
+            await job.process.wait()
             return
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(job.process.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(job.process.wait(), self.kill_grace)
-        except asyncio.TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(job.process.pid, signal.SIGKILL)
-            await job.process.wait()
+            os.killpg(group, signal.SIGTERM)
+        deadline = time.monotonic() + self.kill_grace
+        while _group_alive(group) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+        await job.process.wait()
+        while _group_alive(group):
+            await asyncio.sleep(0.05)
 
     async def _enforce_walltime(self, job_id: str) -> None:
         job = self._jobs[job_id]

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The README's test command. On a fresh machine it installs and starts what the
+# tests need (Slurm, munge, Slurm's Torque-compatible commands, OpenMPI, the
+# Python environment), then runs lint, type checks and the whole test suite.
+# Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$SECONDS
+
+echo "== services: Slurm, munge, OpenMPI"
+bash ci/slurm-up.sh
+
+echo "== python environment"
+PY=$(bash ci/venv.sh)
+BIN=$(dirname "$PY")
+
+echo "== ruff"
+"$BIN/ruff" check hpcdask tests
+"$BIN/ruff" format --check hpcdask tests
+
+echo "== mypy --strict hpcdask"
+"$BIN/mypy" --strict hpcdask
+
+echo "== pytest"
+"$PY" -m pytest tests -p no:cacheprovider -rfEs "$@"
+
+echo "== test command finished in $((SECONDS - started)) s"
