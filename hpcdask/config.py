@@ -138,14 +138,11 @@ def config_value(system: str, option: str) -> Any:
 
 
 def default_processes(cores: int) -> int:
-    """About sqrt(cores) worker processes, a divisor of cores (as dask-jobqueue)."""
+    """Worker processes per job when not given, as dask-jobqueue chooses them:
+    one per core up to 4 cores, else the smallest divisor of cores >= sqrt(cores)."""
     if cores <= 4:
-        return 1
-    best = 1
-    for p in range(1, cores + 1):
-        if cores % p == 0 and p <= math.sqrt(cores):
-            best = p
-    return best
+        return cores
+    return min(p for p in range(1, cores + 1) if cores % p == 0 and p * p >= cores)
 
 
 def resolve_job_options(system: str, **kwargs: Any) -> JobOptions:

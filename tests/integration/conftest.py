@@ -1,7 +1,7 @@
 """Integration tests run against the real local Slurm (see ci/slurm-up.sh).
 
 They fail, not skip, when Slurm is not running: the README's test command starts it.
-After each test, the queue must hold no job: a test that leaves one fails.
+After each test, no job it submitted may be left in the queue (see ``new_jobs``).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -42,18 +42,24 @@ def slurm() -> None:
 
 
 @pytest.fixture
-def empty_queue(slurm: None) -> Iterator[None]:
-    """The queue is empty before the test and must be empty (within 20 s) after it."""
-    leftover = queued_job_ids()
-    if leftover:
-        run("scancel", *leftover, check=False)
-    yield
+def new_jobs(slurm: None) -> Iterator[Callable[[], list[str]]]:
+    """Yields a function listing the queued jobs the test submitted; fails the
+    test if any of them is still queued 20 s after it ends.
+
+    Jobs that were queued before the test are not the test's and are left alone.
+    """
+    before = set(queued_job_ids())
+
+    def new() -> list[str]:
+        return sorted(set(queued_job_ids()) - before)
+
+    yield new
     deadline = time.monotonic() + 20
-    while (left := queued_job_ids()) and time.monotonic() < deadline:
+    while (left := set(queued_job_ids()) - before) and time.monotonic() < deadline:
         time.sleep(0.5)
     if left:
         run("scancel", *left, check=False)
-        pytest.fail(f"jobs left in the queue after the test: {left}")
+        pytest.fail(f"jobs left in the queue after the test: {sorted(left)}")
 
 
 def job_field(job_id: str, field: str) -> str:

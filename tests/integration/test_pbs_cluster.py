@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 
 import dask.array as da
 import pytest
 from distributed import Client
 
 from hpcdask import JobFailedError, JobSubmissionError, PBSCluster
-from tests.integration.conftest import job_field, queued_job_ids
+from tests.integration.conftest import job_field
 
-pytestmark = pytest.mark.usefixtures("empty_queue")
+pytestmark = pytest.mark.usefixtures("new_jobs")
+
+NewJobs = Callable[[], list[str]]
 
 
-def test_pbs_cluster_computes_and_close_leaves_nothing() -> None:
+def test_pbs_cluster_computes_and_close_leaves_nothing(new_jobs: NewJobs) -> None:
     with PBSCluster(
         cores=2, processes=1, memory="1GB", queue="debug", walltime="00:05:00"
     ) as cluster:
@@ -39,17 +42,17 @@ def test_pbs_cluster_computes_and_close_leaves_nothing() -> None:
             # Slurm's qsub writes its own files into the submit (log) directory
             log_dir = cluster.job_options.log_directory
             assert os.path.exists(os.path.join(log_dir, f"dask-worker-{ids[0]}.err"))
-    assert queued_job_ids() == []
+    assert new_jobs() == []
     assert {job_field(i, "JobState") for i in ids} == {"CANCELLED"}
 
 
-def test_pbs_bad_queue_is_a_clear_error() -> None:
+def test_pbs_bad_queue_is_a_clear_error(new_jobs: NewJobs) -> None:
     error = pytest.raises(
         JobSubmissionError, match="invalid partition specified: nosuchqueue"
     )
     with PBSCluster(cores=1, memory="1GB", queue="nosuchqueue") as cluster, error:
         cluster.scale(1)
-    assert queued_job_ids() == []
+    assert new_jobs() == []
 
 
 def test_pbs_failed_start_shows_the_log() -> None:

@@ -7,15 +7,18 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 
 import dask.array as da
 import pytest
 from distributed import Client
 
 from hpcdask import JobFailedError, JobSubmissionError, SLURMCluster
-from tests.integration.conftest import job_field, queued_job_ids
+from tests.integration.conftest import job_field
 
-pytestmark = pytest.mark.usefixtures("empty_queue")
+pytestmark = pytest.mark.usefixtures("new_jobs")
+
+NewJobs = Callable[[], list[str]]
 
 
 def wait_for(predicate: object, timeout: float = 30.0) -> None:
@@ -26,7 +29,7 @@ def wait_for(predicate: object, timeout: float = 30.0) -> None:
         time.sleep(0.2)
 
 
-def test_four_workers_compute_and_close_leaves_nothing() -> None:
+def test_four_workers_compute_and_close_leaves_nothing(new_jobs: NewJobs) -> None:
     with SLURMCluster(cores=1, memory="1GB", walltime="00:10:00") as cluster:
         script = cluster.job_script()
         assert "#SBATCH --cpus-per-task=1" in script
@@ -41,18 +44,18 @@ def test_four_workers_compute_and_close_leaves_nothing() -> None:
             assert set(jobs["state"]) == {"running"}
             assert list(jobs["workers"]) == [1, 1, 1, 1]
             ids = list(jobs["job_id"])
-            assert sorted(ids) == sorted(queued_job_ids())
+            assert sorted(ids) == sorted(new_jobs())
             # the queue's own view agrees once a poll has run
             wait_for(lambda: all(cluster.jobs()["node"] == socket.gethostname()))
             left = cluster.jobs()["walltime_left"]
             assert all(left > left.dtype.type(0)) and all(
                 left.dt.total_seconds() <= 600
             )
-    assert queued_job_ids() == []
+    assert new_jobs() == []
     assert {job_field(i, "JobState") for i in ids} == {"CANCELLED"}
 
 
-def test_several_processes_per_job_scale_by_whole_jobs() -> None:
+def test_several_processes_per_job_scale_by_whole_jobs(new_jobs: NewJobs) -> None:
     with (
         SLURMCluster(cores=2, processes=2, memory="2GB") as cluster,
         Client(cluster) as client,
@@ -68,10 +71,10 @@ def test_several_processes_per_job_scale_by_whole_jobs() -> None:
         ]
         assert len(cluster.jobs()) == 2
         cluster.scale(3)  # rounds up to whole jobs: still two
-        assert len(queued_job_ids()) == 2
+        assert len(new_jobs()) == 2
         cluster.scale(2)  # one whole job goes, its workers retired first
         wait_for(lambda: len(client.scheduler_info()["workers"]) == 2)
-        wait_for(lambda: len(queued_job_ids()) == 1)
+        wait_for(lambda: len(new_jobs()) == 1)
         names = {
             w["name"].rsplit("-", 1)[0]
             for w in client.scheduler_info()["workers"].values()
@@ -79,23 +82,23 @@ def test_several_processes_per_job_scale_by_whole_jobs() -> None:
         assert len(names) == 1  # the two left belong to one job
 
 
-def test_scale_by_jobs_cores_and_memory() -> None:
+def test_scale_by_jobs_cores_and_memory(new_jobs: NewJobs) -> None:
     with SLURMCluster(cores=2, processes=1, memory="2GB") as cluster:
         cluster.scale(jobs=2)
-        assert len(queued_job_ids()) == 2
+        assert len(new_jobs()) == 2
         cluster.scale(cores=6)
-        assert len(queued_job_ids()) == 3
+        assert len(new_jobs()) == 3
         cluster.scale(memory="9GB")
-        assert len(queued_job_ids()) == 5
+        assert len(new_jobs()) == 5
         cluster.scale(0)
-        wait_for(lambda: queued_job_ids() == [])
+        wait_for(lambda: new_jobs() == [])
 
 
-def test_bad_partition_fails_at_once_and_queues_nothing() -> None:
+def test_bad_partition_fails_at_once_and_queues_nothing(new_jobs: NewJobs) -> None:
     with SLURMCluster(cores=1, memory="1GB", queue="nosuchpartition") as cluster:
         with pytest.raises(JobSubmissionError, match=r"(?i)invalid partition"):
             cluster.scale(2)
-        assert queued_job_ids() == []
+        assert new_jobs() == []
         assert len(cluster.worker_spec) == 0  # not retried behind the user's back
 
 
@@ -113,7 +116,7 @@ def test_bad_python_is_a_failed_start_with_the_log_tail() -> None:
         assert len(cluster.worker_spec) == 0  # not resubmitted in a loop
 
 
-def test_job_cancelled_from_outside_is_replaced() -> None:
+def test_job_cancelled_from_outside_is_replaced(new_jobs: NewJobs) -> None:
     with SLURMCluster(cores=1, memory="1GB") as cluster, Client(cluster) as client:
         cluster.scale(2)
         client.wait_for_workers(2, timeout=60)
@@ -123,7 +126,7 @@ def test_job_cancelled_from_outside_is_replaced() -> None:
         jobs = cluster.jobs().set_index("job_id")
         assert jobs.loc[victim, "state"] == "cancelled"
         client.wait_for_workers(2, timeout=60)
-        assert len([j for j in queued_job_ids() if j != victim]) == 2
+        assert len([j for j in new_jobs() if j != victim]) == 2
         assert da.ones(1000, chunks=100).sum().compute() == 1000
 
 
@@ -143,23 +146,25 @@ def test_environment_variable_in_name_is_expanded_per_job() -> None:
         assert list(jobs["workers"]) == [1, 1]  # matched back to their jobs
 
 
-def test_invalid_input_submits_nothing() -> None:
+def test_invalid_input_submits_nothing(new_jobs: NewJobs) -> None:
     for bad in ({"queue": "debug;id"}, {"account": "$(id)"}, {"memory": "1GB\nid"}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             SLURMCluster(**{"cores": 1, "memory": "1GB", **bad})
-    assert queued_job_ids() == []
+    assert new_jobs() == []
 
 
-async def test_async_cluster() -> None:
+async def test_async_cluster(new_jobs: NewJobs) -> None:
     async with SLURMCluster(cores=1, memory="1GB", asynchronous=True) as cluster:
         await cluster.scale(2)
         async with Client(cluster, asynchronous=True) as client:
             await client.wait_for_workers(2, timeout=60)
             assert await client.submit(sum, [1, 2, 3]) == 6
-    assert queued_job_ids() == []
+    assert new_jobs() == []
 
 
-def test_interpreter_exit_without_close_cancels_jobs(tmp_path: object) -> None:
+def test_interpreter_exit_without_close_cancels_jobs(
+    tmp_path: object, new_jobs: NewJobs
+) -> None:
     script = textwrap.dedent(
         """
         import dask.config
@@ -179,5 +184,5 @@ def test_interpreter_exit_without_close_cancels_jobs(tmp_path: object) -> None:
     )
     ids = out.stdout.strip().split(",")
     assert len(ids) == 2
-    assert not set(ids) & set(queued_job_ids())
+    assert not set(ids) & set(new_jobs())
     assert {job_field(i, "JobState") for i in ids} == {"CANCELLED"}

@@ -137,7 +137,7 @@ def test_environment_variables_where_users_rely_on_them() -> None:
 
 
 @pytest.mark.parametrize(
-    ("cores", "processes"), [(1, 1), (4, 1), (8, 2), (36, 6), (7, 1)]
+    ("cores", "processes"), [(1, 1), (4, 4), (8, 4), (36, 6), (7, 7), (48, 8)]
 )
 def test_default_processes_divides_cores(cores: int, processes: int) -> None:
     assert default_processes(cores) == processes
