@@ -13,7 +13,6 @@ Deprecated dask-jobqueue argument names are translated here and nowhere else.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import shlex

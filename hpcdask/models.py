@@ -137,3 +137,67 @@ class JobRecord:
         if self.state.is_terminal:
             return 0.0
         return max(0.0, self.start_time + self.time_limit - now)
+
+
+# -- adaptive scaling: what the policy sees, remembers and decides -------------------
+
+
+@dataclass(frozen=True)
+class JobView:
+    """One live job as the scaling policy sees it.
+
+    ``idle`` means the job has connected workers and none of them has a task to
+    run; ``retiring`` that a retirement was already asked for.
+    """
+
+    name: str
+    state: JobState
+    submit_time: float
+    start_time: float | None = None
+    time_limit: float | None = None
+    workers: int = 0
+    idle: bool = False
+    reason: str = ""
+    retiring: bool = False
+
+    @property
+    def is_pending(self) -> bool:
+        return self.state in (JobState.SUBMITTING, JobState.PENDING, JobState.HELD) or (
+            self.state is JobState.RUNNING and self.workers == 0
+        )
+
+    def expires_at(self) -> float | None:
+        if self.start_time is None or self.time_limit is None:
+            return None
+        return self.start_time + self.time_limit
+
+
+@dataclass(frozen=True)
+class ClusterSnapshot:
+    """Everything :func:`hpcdask.policy.decide` needs, gathered in one tick.
+
+    ``target_workers`` is the scheduler's ``adaptive_target()``; ``jobs`` are the
+    live jobs; ``failed_starts`` lists when jobs ended before their workers
+    connected, and ``last_start`` is when a job last had its first worker connect.
+    """
+
+    target_workers: int
+    jobs: tuple[JobView, ...]
+    failed_starts: tuple[float, ...] = ()
+    last_start: float | None = None
+
+
+@dataclass(frozen=True)
+class ScaleDecision:
+    """What one tick does: submit ``submit`` new jobs (one submission), cancel the
+    jobs named in ``cancel`` (not yet running workers), and retire the workers of
+    the jobs in ``retire`` (their data handed over) before cancelling those."""
+
+    submit: int = 0
+    cancel: tuple[str, ...] = ()
+    retire: tuple[str, ...] = ()
+    reason: str = ""
+
+    @property
+    def is_noop(self) -> bool:
+        return not (self.submit or self.cancel or self.retire)

@@ -1,0 +1,186 @@
+"""The adaptive scaling policy: a pure function from a snapshot to a decision.
+
+:func:`decide` sees the scheduler's wish (``adaptive_target``) and the job table,
+and says which jobs to submit, cancel and retire. The clock is an argument and
+all memory between ticks lives in :class:`PolicyState`, so the policy is tested
+with tables of snapshots, without processes or sleeps.
+
+Rules, in order:
+
+1. *Wanted jobs* = the scheduler's target in whole jobs, within
+   ``[minimum_jobs, maximum_jobs]``.
+2. *Capacity* = live jobs, pending ones included (they are capacity already asked
+   for), minus jobs whose walltime ends within ``replace_ahead`` seconds (their
+   replacements are submitted now, so capacity stays flat across walltimes).
+3. Short of capacity: submit the difference in one submission, no more than
+   ``max_pending_jobs`` pending at once, and not while backing off after failed
+   starts (the wait doubles with each consecutive failure; after
+   ``max_failed_starts`` in a row, scaling up stops until the user scales again).
+4. Surplus: once it has lasted ``scale_down_delay`` seconds, pending jobs are
+   cancelled first (newest first); then jobs whose workers have all been idle for
+   ``idle_timeout`` seconds are retired (longest idle first), their data handed
+   over. Jobs not counted as capacity (near their walltime) are retired once idle
+   for ``idle_timeout`` too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from hpcdask.models import ClusterSnapshot, JobView, ScaleDecision
+
+
+@dataclass(frozen=True)
+class PolicyParams:
+    """The knobs of :func:`decide` (seconds for times)."""
+
+    minimum_jobs: int = 0
+    maximum_jobs: int = 2**31
+    workers_per_job: int = 1
+    max_pending_jobs: int | None = None
+    idle_timeout: float = 10.0
+    scale_down_delay: float = 2.0
+    replace_ahead: float = 60.0
+    max_failed_starts: int = 3
+    failure_backoff: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.minimum_jobs < 0 or self.maximum_jobs < self.minimum_jobs:
+            raise ValueError(
+                f"need 0 <= minimum_jobs <= maximum_jobs, got "
+                f"{self.minimum_jobs} and {self.maximum_jobs}"
+            )
+        if self.max_pending_jobs is not None and self.max_pending_jobs < 1:
+            raise ValueError(f"max_pending_jobs must be >= 1: {self.max_pending_jobs}")
+
+
+@dataclass(frozen=True)
+class PolicyState:
+    """What :func:`decide` remembers between ticks."""
+
+    #: when the current surplus began (None: no surplus).
+    surplus_since: float | None = None
+    #: job name -> since when all its workers have been idle.
+    idle_since: Mapping[str, float] = field(default_factory=dict)
+    #: failed starts at or before this time are forgiven (the user scaled again).
+    failures_forgiven_until: float = -math.inf
+
+
+def wanted_jobs(target_workers: int, params: PolicyParams) -> int:
+    jobs = math.ceil(max(target_workers, 0) / params.workers_per_job)
+    return min(max(jobs, params.minimum_jobs), params.maximum_jobs)
+
+
+def consecutive_failures(
+    snapshot: ClusterSnapshot, state: PolicyState
+) -> tuple[int, float | None]:
+    """Failed starts since the last job that did start, and the latest of them."""
+    since = max(
+        snapshot.last_start if snapshot.last_start is not None else -math.inf,
+        state.failures_forgiven_until,
+    )
+    recent = [t for t in snapshot.failed_starts if t > since]
+    return len(recent), (max(recent) if recent else None)
+
+
+def decide(
+    snapshot: ClusterSnapshot, state: PolicyState, now: float, params: PolicyParams
+) -> tuple[ScaleDecision, PolicyState]:
+    """One tick of adaptive scaling. Pure: same inputs, same answer."""
+    live = [j for j in snapshot.jobs if not j.retiring]
+    idle_since = {j.name: state.idle_since.get(j.name, now) for j in live if j.idle}
+    expiring = {j.name for j in live if _expires_within(j, now, params.replace_ahead)}
+    capacity = [j for j in live if j.name not in expiring]
+    wanted = wanted_jobs(snapshot.target_workers, params)
+
+    def idle_for(job: JobView) -> float:
+        since = idle_since.get(job.name)
+        return -1.0 if since is None else now - since
+
+    # jobs near their walltime are not capacity: once idle, they go
+    retire_expiring = tuple(
+        j.name
+        for j in live
+        if j.name in expiring and idle_for(j) >= params.idle_timeout
+    )
+    state = replace(state, idle_since=idle_since)
+
+    if wanted > len(capacity):
+        decision = _scale_up(snapshot, state, now, params, live, wanted - len(capacity))
+        state = replace(state, surplus_since=None)
+        return replace(decision, retire=retire_expiring), state
+
+    if wanted == len(capacity):
+        state = replace(state, surplus_since=None)
+        reason = "idle jobs near their walltime" if retire_expiring else ""
+        return ScaleDecision(retire=retire_expiring, reason=reason), state
+
+    surplus = len(capacity) - wanted
+    surplus_since = state.surplus_since if state.surplus_since is not None else now
+    state = replace(state, surplus_since=surplus_since)
+    cancel: list[str] = []
+    if now - surplus_since >= params.scale_down_delay:
+        pending = sorted(
+            (j for j in capacity if j.is_pending), key=lambda j: -j.submit_time
+        )
+        cancel = [j.name for j in pending[:surplus]]
+    idle = sorted(
+        (
+            j
+            for j in capacity
+            if not j.is_pending and idle_for(j) >= params.idle_timeout
+        ),
+        key=lambda j: -idle_for(j),
+    )
+    retire = [j.name for j in idle[: surplus - len(cancel)]]
+    reasons = []
+    if cancel:
+        reasons.append(f"cancel {len(cancel)} pending (surplus of {surplus} jobs)")
+    if retire:
+        reasons.append(f"retire {len(retire)} idle for >= {params.idle_timeout:g} s")
+    return (
+        ScaleDecision(
+            cancel=tuple(cancel),
+            retire=tuple(retire) + retire_expiring,
+            reason="; ".join(reasons),
+        ),
+        state,
+    )
+
+
+def _scale_up(
+    snapshot: ClusterSnapshot,
+    state: PolicyState,
+    now: float,
+    params: PolicyParams,
+    live: list[JobView],
+    missing: int,
+) -> ScaleDecision:
+    failures, latest = consecutive_failures(snapshot, state)
+    if failures >= params.max_failed_starts:
+        return ScaleDecision(
+            reason=f"not submitting: {failures} jobs in a row failed to start"
+        )
+    if failures and latest is not None:
+        resume = latest + params.failure_backoff * 2 ** (failures - 1)
+        if now < resume:
+            wait = resume - now
+            return ScaleDecision(
+                reason=f"backing off {wait:.0f} s after {failures} failed starts"
+            )
+    submit = missing
+    if params.max_pending_jobs is not None:
+        pending = sum(1 for j in live if j.is_pending)
+        submit = min(submit, max(params.max_pending_jobs - pending, 0))
+        if submit == 0:
+            return ScaleDecision(
+                reason=f"{pending} jobs pending: at max_pending_jobs, not submitting"
+            )
+    return ScaleDecision(submit=submit, reason=f"submit {submit} (short of {missing})")
+
+
+def _expires_within(job: JobView, now: float, horizon: float) -> bool:
+    expiry = job.expires_at()
+    return expiry is not None and expiry - now <= horizon
