@@ -220,7 +220,7 @@ def test_scaling_again_forgives_failed_starts() -> None:
 
 
 def test_decide_with_ten_thousand_jobs() -> None:
-    jobs = tuple(job(f"w-{i}", idle=i % 3 == 0, start=float(i)) for i in range(10_000))
+    jobs = tuple(job(f"w-{i}", idle=i % 3 == 0, limit=None) for i in range(10_000))
     snapshot = snap(6_000, *jobs)
     state = PolicyState(idle_since={f"w-{i}": 0.0 for i in range(0, 10_000, 3)})
     params = PolicyParams(maximum_jobs=20_000)
