@@ -9,6 +9,7 @@ started=$SECONDS
 
 echo "== services: Slurm, munge, OpenMPI"
 bash ci/slurm-up.sh
+bash ci/browser-up.sh
 
 echo "== python environment"
 PY=$(bash ci/venv.sh)
