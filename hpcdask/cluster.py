@@ -157,7 +157,7 @@ class HPCCluster(SpecCluster):
 
     def job_script(self) -> str:
         """The script the next job would be submitted with."""
-        return self._render(self._next_job_name())
+        return self._render([self._next_job_name()])
 
     def jobs(self) -> Any:
         """The cluster's jobs as a pandas DataFrame, like ``squeue`` for it."""
@@ -278,18 +278,26 @@ class HPCCluster(SpecCluster):
                 await self._start_jobs(to_open)
 
     async def _start_jobs(self, names: list[str]) -> None:
+        """Submit jobs for ``names``: one job array where the system has them."""
+        if self.backend.system.supports_arrays and len(names) > 1:
+            batches = [names]
+        else:
+            batches = [[name] for name in names]
         results = await asyncio.gather(
-            *(self.table.submit(n, self._render(n)) for n in names),
+            *(self.table.submit(batch, self._render(batch)) for batch in batches),
             return_exceptions=True,
         )
         errors: list[BaseException] = []
-        for name, result in zip(names, results, strict=True):
+        for batch, result in zip(batches, results, strict=True):
             if isinstance(result, BaseException):
-                self.worker_spec.pop(name, None)
+                for name in batch:
+                    self.worker_spec.pop(name, None)
                 errors.append(result)
-            else:
-                self.workers[name] = BatchJob(result)
-                logger.info("submitted job %s (%s)", result.job_id, name)
+                continue
+            for record in result:
+                self.workers[record.name] = BatchJob(record)
+            ids = ", ".join(r.job_id for r in result)
+            logger.info("submitted %d job(s): %s", len(result), ids)
         if errors:
             raise errors[0]
 
@@ -400,12 +408,12 @@ class HPCCluster(SpecCluster):
 
     # -- rendering ------------------------------------------------------------------
 
-    def _render(self, name: str) -> str:
+    def _render(self, names: list[str]) -> str:
         scheduler = self.scheduler
         assert scheduler is not None, "cluster has not started"
         address = getattr(scheduler, "contact_address", None) or scheduler.address
         return render_job_script(
-            self.job_options, self.backend.system, address, name, self._security_args
+            self.job_options, self.backend.system, address, names, self._security_args
         )
 
 

@@ -184,24 +184,40 @@ class JobTable:
 
     # -- I/O -------------------------------------------------------------------
 
-    async def submit(self, name: str, script: str) -> JobRecord:
-        """Queue one job called ``name``; raises JobSubmissionError."""
-        record = JobRecord(name=name, submit_time=time.time())
-        self.records[name] = record
-        if "$" in name:
-            self._patterns[name] = re.compile(name_pattern(name).pattern + r"(?:-\d+)?")
+    async def submit(self, names: Sequence[str], script: str) -> list[JobRecord]:
+        """Queue the jobs ``names`` with one submission of ``script``.
+
+        Several names need a system with job arrays (``script`` is then an array
+        script). Raises JobSubmissionError; the records then show FAILED.
+        """
+        system = self.backend.system
+        if len(names) > 1 and not system.supports_arrays:
+            raise ValueError(f"{system.name} cannot submit {len(names)} jobs at once")
+        now = time.time()
+        records = [JobRecord(name=name, submit_time=now) for name in names]
+        for record in records:
+            self.records[record.name] = record
+            if "$" in record.name:
+                pattern = name_pattern(record.name).pattern + r"(?:-\d+)?"
+                self._patterns[record.name] = re.compile(pattern)
         os.makedirs(self.log_directory, exist_ok=True)
         try:
             async with self._submit_slots:
-                record.job_id = await self.backend.submit(script, self.log_directory)
+                base_id = await self.backend.submit(script, self.log_directory)
         except Exception:
-            record.state = JobState.FAILED
+            for record in records:
+                record.state = JobState.FAILED
             raise
-        record.stdout_path, record.stderr_path = self.backend.system.log_paths(
-            self.options, record.job_id
+        ids = (
+            [base_id] if len(names) == 1 else system.array_job_ids(base_id, len(names))
         )
-        record.state = JobState.PENDING
-        return record
+        for record, job_id in zip(records, ids, strict=True):
+            record.job_id = job_id
+            record.state = JobState.PENDING
+            record.stdout_path, record.stderr_path = system.log_paths(
+                self.options, job_id
+            )
+        return records
 
     async def poll(self) -> list[JobRecord]:
         """Ask the queue about every live job at once.
@@ -266,6 +282,7 @@ class JobTable:
         if connected:
             record.workers.add(worker_name)
             record.workers_seen += 1
+            record.connected_time = record.connected_time or time.time()
             if record.state in (JobState.SUBMITTING, JobState.PENDING):
                 # a connected worker is proof the job runs; squeue may lag
                 record.state = JobState.RUNNING

@@ -105,6 +105,7 @@ class JobRecord:
     workers: set[str] = field(default_factory=set)
     workers_seen: int = 0
     cancel_requested: bool = False
+    connected_time: float | None = None
     stdout_path: str = ""
     stderr_path: str = ""
 

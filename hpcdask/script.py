@@ -19,20 +19,34 @@ def format_memory_limit(size: int) -> str:
     return str(size)
 
 
+def worker_lifetime(walltime: int) -> int:
+    """Seconds a worker lives in a job of ``walltime`` seconds.
+
+    The worker retires itself (handing its data over) this long after it starts,
+    leaving a margin before the queue kills the job: 10% of the walltime, at least
+    15 s and at most 5 minutes, and never more than half the walltime.
+    """
+    margin = min(max(0.1 * walltime, 15.0), 300.0, 0.5 * walltime)
+    return max(int(walltime - margin), 1)
+
+
 def worker_argv(
     opts: JobOptions,
     scheduler_address: str,
-    worker_name: str,
+    name_word: str,
     security_args: Sequence[str] = (),
 ) -> list[str]:
-    """The worker command as shell words (variables left for the job's shell)."""
+    """The worker command as shell words (variables left for the job's shell).
+
+    ``name_word`` is the worker name already rendered as a shell word.
+    """
     words = [
         shell_word("python", opts.python),
         "-m",
         opts.worker_command,
         shell_word("scheduler address", scheduler_address),
         "--name",
-        shell_word("name", worker_name),
+        name_word,
         "--nthreads",
         str(opts.threads_per_worker),
         "--memory-limit",
@@ -43,6 +57,8 @@ def worker_argv(
         "--death-timeout",
         f"{opts.death_timeout:g}",
     ]
+    if "--lifetime" not in opts.worker_extra_args:
+        words += ["--lifetime", f"{worker_lifetime(opts.walltime)}s"]
     if opts.local_directory:
         words += [
             "--local-directory",
@@ -61,22 +77,41 @@ def render_job_script(
     opts: JobOptions,
     system: BatchSystem,
     scheduler_address: str,
-    worker_name: str,
+    names: Sequence[str],
     security_args: Sequence[str] = (),
 ) -> str:
-    """The whole batch script that starts one job's Dask workers."""
+    """The whole batch script that starts the Dask workers of the jobs ``names``.
+
+    One name renders one job; several render one job array whose element ``i``
+    runs the workers called ``names[i]``.
+    """
+    if not names:
+        raise ValueError("no job names to render a script for")
     lines = [opts.shebang, ""]
-    directives = system.render_directives(opts)
+    directives = system.render_directives(opts, len(names))
     if directives:
         lines += [*directives, ""]
     if not system.writes_logs:
         lines += _log_redirection(opts, system)
+    if len(names) == 1:
+        name_word = shell_word("name", names[0])
+    else:
+        lines += _array_names(system, names)
+        name_word = '"${HPCDASK_NAMES[$HPCDASK_ARRAY_INDEX]}"'
     lines += opts.job_script_prologue
-    lines.append(
-        " ".join(worker_argv(opts, scheduler_address, worker_name, security_args))
-    )
+    argv = worker_argv(opts, scheduler_address, name_word, security_args)
+    lines.append(" ".join(argv))
     lines += opts.job_script_epilogue
     return "\n".join(lines) + "\n"
+
+
+def _array_names(system: BatchSystem, names: Sequence[str]) -> list[str]:
+    """Each element of a job array picks its worker name by its array index."""
+    index = "0"
+    for variable in reversed(system.array_index_variables):
+        index = f"${{{variable}:-{index}}}"
+    words = " ".join(shell_word("name", n) for n in names)
+    return [f"HPCDASK_NAMES=({words})", f'HPCDASK_ARRAY_INDEX="{index}"']
 
 
 def _log_redirection(opts: JobOptions, system: BatchSystem) -> list[str]:

@@ -27,9 +27,16 @@ class BatchSystem:
     #: (``False``: the script redirects them itself).
     writes_logs: bool = True
 
-    def render_directives(self, opts: JobOptions) -> list[str]:
+    #: whether one submission can start several jobs (a job array).
+    supports_arrays: bool = False
+    #: variables holding the array index inside an array job, first set wins.
+    array_index_variables: tuple[str, ...] = ()
+
+    def render_directives(self, opts: JobOptions, array_size: int = 1) -> list[str]:
         """All directive lines of a job script, extra directives last."""
-        lines = [f"{self.directive_prefix} {d}" for d in self.directives(opts)]
+        lines = [
+            f"{self.directive_prefix} {d}" for d in self.directives(opts, array_size)
+        ]
         lines += [f"{self.directive_prefix} {d}" for d in opts.job_extra_directives]
         return [
             line
@@ -37,9 +44,13 @@ class BatchSystem:
             if not any(skip in line for skip in opts.job_directives_skip)
         ]
 
-    def directives(self, opts: JobOptions) -> list[str]:
+    def directives(self, opts: JobOptions, array_size: int = 1) -> list[str]:
         """Directive bodies (without the prefix) built from the options."""
         return []
+
+    def array_job_ids(self, base_id: str, size: int) -> list[str]:
+        """The ids of the elements of an array submitted as ``base_id``."""
+        raise NotImplementedError(f"{self.name} has no job arrays")
 
     def log_paths(self, opts: JobOptions, job_id: str) -> tuple[str, str]:
         """Where the job's stdout and stderr end up."""

@@ -42,7 +42,7 @@ class PBS(QueueCommands):
     job_id_variables = ("PBS_JOBID", "SLURM_JOB_ID")
     writes_logs = False
 
-    def directives(self, opts: JobOptions) -> list[str]:
+    def directives(self, opts: JobOptions, array_size: int = 1) -> list[str]:
         lines = [f"-N {opts.job_name}"]
         if opts.queue:
             lines.append(f"-q {opts.queue}")

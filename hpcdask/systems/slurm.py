@@ -49,10 +49,15 @@ class Slurm(QueueCommands):
     name = "slurm"
     directive_prefix = "#SBATCH"
     job_id_variables = ("SLURM_JOB_ID",)
+    supports_arrays = True
+    array_index_variables = ("SLURM_ARRAY_TASK_ID",)
 
-    def directives(self, opts: JobOptions) -> list[str]:
-        stdout, stderr = self.log_paths(opts, "%j")
+    def directives(self, opts: JobOptions, array_size: int = 1) -> list[str]:
+        # an array element's id is BASE_INDEX: %A_%a names its logs the same way
+        stdout, stderr = self.log_paths(opts, "%A_%a" if array_size > 1 else "%j")
         lines = [f"-J {opts.job_name}"]
+        if array_size > 1:
+            lines.append(f"--array=0-{array_size - 1}")
         if opts.queue:
             lines.append(f"-p {opts.queue}")
         if opts.account:
@@ -69,13 +74,18 @@ class Slurm(QueueCommands):
     def submit_argv(self, script_path: str) -> list[str]:
         return ["sbatch", "--parsable", script_path]
 
+    def array_job_ids(self, base_id: str, size: int) -> list[str]:
+        return [f"{base_id}_{i}" for i in range(size)]
+
     def status_argv(self, job_ids: Sequence[str]) -> list[str]:
+        # an array's base id lists all its elements, pending ones collapsed
+        bases = dict.fromkeys(job_id.split("_")[0] for job_id in job_ids)
         return [
             "squeue",
             "--noheader",
             "--states=all",
             f"--format={SQUEUE_FORMAT}",
-            f"--jobs={','.join(job_ids)}",
+            f"--jobs={','.join(bases)}",
         ]
 
     def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
@@ -117,7 +127,7 @@ def parse_squeue(stdout: str) -> dict[str, JobStatus]:
         # For a pending job %S is the expected start, for a live one %e the
         # expected end: keep only times that have happened.
         started = state not in (JobState.PENDING, JobState.HELD)
-        out[job_id] = JobStatus(
+        status = JobStatus(
             state=state,
             reason="" if reason in _NO_REASON else reason,
             node="" if node in _NO_REASON else node,
@@ -126,4 +136,23 @@ def parse_squeue(stdout: str) -> dict[str, JobStatus]:
             end_time=parse_clock(end) if state.is_terminal else None,
             time_limit=parse_duration(limit),
         )
+        for element in expand_array_ids(job_id):
+            out[element] = status
+    return out
+
+
+_ARRAY_RANGE = re.compile(r"^(\d+)_\[([0-9,\-]+)(?:%\d+)?\]$")
+
+
+def expand_array_ids(job_id: str) -> list[str]:
+    """``"97_[0-3]"`` (pending elements, collapsed) -> ``["97_0", ..., "97_3"]``."""
+    match = _ARRAY_RANGE.match(job_id)
+    if not match:
+        return [job_id]
+    base, ranges = match.groups()
+    out = []
+    for part in ranges.split(","):
+        first, _, last = part.partition("-")
+        for index in range(int(first), int(last or first) + 1):
+            out.append(f"{base}_{index}")
     return out

@@ -22,7 +22,7 @@ def run(*argv: str, check: bool = True) -> str:
 
 def queued_job_ids() -> list[str]:
     """Jobs Slurm still holds as pending, running or completing."""
-    return run("squeue", "--noheader", "--format=%i").split()
+    return run("squeue", "--noheader", "--array", "--format=%i").split()
 
 
 @pytest.fixture(scope="session")

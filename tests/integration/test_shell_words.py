@@ -62,7 +62,7 @@ def test_rendered_worker_command_runs_exactly_one_command(
         job_script_prologue=["export A=1"],
     )
     script = render_job_script(
-        opts, system, "tcp://10.0.0.1:8786", "run-$SLURM_JOB_ID-0"
+        opts, system, "tcp://10.0.0.1:8786", ["run-$SLURM_JOB_ID-0"]
     )
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)
     worker_line = script.rstrip("\n").splitlines()[-1]
@@ -82,3 +82,33 @@ def test_rendered_worker_command_runs_exactly_one_command(
     assert out[4] == "run-42-0"
     assert out[out.index("--local-directory") + 1] == "/scratch/dask"
     assert out[-5:] == ["--lifetime", "55m", "x;y", "`id`", "two words"]
+
+
+def test_array_element_picks_its_worker_name(tmp_path: Path) -> None:
+    echo_args = tmp_path / "echo-args"
+    echo_args.write_text("#!/bin/sh\nprintf '%s\\n' \"$@\"\n")
+    echo_args.chmod(0o755)
+    opts = resolve_job_options(
+        "slurm",
+        cores=1,
+        memory="1GB",
+        python=str(echo_args),
+        log_directory=str(tmp_path),
+    )
+    names = ["w-7", "w-8", "run-$SLURM_JOB_ID-9"]
+    script = render_job_script(opts, Slurm(), "tcp://10.0.0.1:8786", names)
+    assert "#SBATCH --array=0-2" in script
+    for index, expected in [("0", "w-7"), ("1", "w-8"), ("2", "run-42-9")]:
+        out = subprocess.run(
+            ["bash", "-s"],
+            input=script,
+            capture_output=True,
+            text=True,
+            check=True,
+            env={
+                "SLURM_ARRAY_TASK_ID": index,
+                "SLURM_JOB_ID": "42",
+                "PATH": "/usr/bin:/bin",
+            },
+        ).stdout.splitlines()
+        assert out[out.index("--name") + 1] == expected

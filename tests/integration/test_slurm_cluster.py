@@ -132,18 +132,19 @@ def test_job_cancelled_from_outside_is_replaced(new_jobs: NewJobs) -> None:
 
 def test_environment_variable_in_name_is_expanded_per_job() -> None:
     with (
-        SLURMCluster(cores=1, memory="1GB", name="run-$SLURM_JOB_ID") as cluster,
+        SLURMCluster(cores=1, memory="1GB", name="run-$SLURM_ARRAY_JOB_ID") as cluster,
         Client(cluster) as client,
     ):
-        cluster.scale(2)
+        cluster.scale(2)  # one array of two: each element expands the variable
         client.wait_for_workers(2, timeout=60)
+        cluster.scale(3)  # a single job, where Slurm leaves the variable empty
+        client.wait_for_workers(3, timeout=60)
         jobs = cluster.jobs()
         names = sorted(w["name"] for w in client.scheduler_info()["workers"].values())
-        expected = sorted(
-            f"run-{job_id}-{i}" for i, job_id in enumerate(jobs["job_id"])
-        )
-        assert names == expected
-        assert list(jobs["workers"]) == [1, 1]  # matched back to their jobs
+        base = jobs["job_id"][0].split("_")[0]
+        assert list(jobs["job_id"][:2]) == [f"{base}_0", f"{base}_1"]
+        assert names == sorted([f"run-{base}-0", f"run-{base}-1", "run--2"])
+        assert list(jobs["workers"]) == [1, 1, 1]  # matched back to their jobs
 
 
 def test_invalid_input_submits_nothing(new_jobs: NewJobs) -> None:

@@ -39,8 +39,8 @@ def slurm_table(runner: FakeRunner, tmp_path: Path) -> JobTable:
 async def test_submit_poll_and_failed_start(tmp_path: Path) -> None:
     runner = FakeRunner({"sbatch": [ok("41\n"), ok("42\n")]})
     table = slurm_table(runner, tmp_path)
-    a = await table.submit("w-0", "#!/bin/bash\n")
-    b = await table.submit("w-1", "#!/bin/bash\n")
+    (a,) = await table.submit(["w-0"], "#!/bin/bash\n")
+    (b,) = await table.submit(["w-1"], "#!/bin/bash\n")
     assert (a.job_id, b.job_id, a.state) == ("41", "42", JobState.PENDING)
     assert a.stderr_path == f"{tmp_path}/dask-worker-41.err"
     Path(a.stderr_path).write_text(
@@ -69,7 +69,7 @@ async def test_submit_poll_and_failed_start(tmp_path: Path) -> None:
 async def test_controller_away_keeps_last_known_state(tmp_path: Path) -> None:
     runner = FakeRunner({"sbatch": [ok("7\n")]})
     table = slurm_table(runner, tmp_path)
-    record = await table.submit("w-0", "")
+    (record,) = await table.submit(["w-0"], "")
     runner.responses["squeue"] = [ok(squeue_line("7", "RUNNING"))]
     await table.poll()
     assert record.state is JobState.RUNNING
@@ -91,7 +91,7 @@ async def test_purged_job_is_gone(tmp_path: Path) -> None:
     stderr = (FIXTURES / "slurm/squeue_unknown_single.stderr").read_text()
     runner = FakeRunner({"sbatch": [ok("8\n")], "squeue": [failed(1, stderr)]})
     table = slurm_table(runner, tmp_path)
-    record = await table.submit("w-0", "")
+    (record,) = await table.submit(["w-0"], "")
     assert await table.poll() == [record]
     assert record.state is JobState.GONE
 
@@ -102,7 +102,7 @@ async def test_cancel_is_one_command_and_tolerates_ended_jobs(tmp_path: Path) ->
         "pbs", cores=1, memory="1GB", log_directory=str(tmp_path)
     )
     table = JobTable(CommandBackend(PBS(), runner), opts)
-    records = [await table.submit(f"w-{i}", "") for i in range(5)]
+    records = [(await table.submit([f"w-{i}"], ""))[0] for i in range(5)]
     # qdel exits 1 when some ids had already finished; qstat then shows all ended
     runner.responses["qdel"] = [failed(1)]
     runner.responses["qstat"] = [
@@ -118,7 +118,7 @@ async def test_cancel_is_one_command_and_tolerates_ended_jobs(tmp_path: Path) ->
 async def test_cancel_retries_then_raises_while_jobs_live(tmp_path: Path) -> None:
     runner = FakeRunner({"sbatch": [ok("9\n")]})
     table = slurm_table(runner, tmp_path)
-    record = await table.submit("w-0", "")
+    (record,) = await table.submit(["w-0"], "")
     away = failed(1, "scancel: error: Unable to contact slurm controller")
     runner.responses["scancel"] = [away]
     runner.responses["squeue"] = [
@@ -135,7 +135,7 @@ async def test_refused_submission(tmp_path: Path) -> None:
     with pytest.raises(
         JobSubmissionError, match="invalid partition specified: nosuchpartition"
     ):
-        await table.submit("w-0", "")
+        await table.submit(["w-0"], "")
     assert table.records["w-0"].state is JobState.FAILED
 
 
@@ -150,15 +150,15 @@ async def test_qsub_errors_on_stdout_reach_the_user(tmp_path: Path) -> None:
     with pytest.raises(
         JobSubmissionError, match="invalid partition specified: nosuchqueue"
     ):
-        await table.submit("w-0", "")
+        await table.submit(["w-0"], "")
 
 
 async def test_workers_map_back_to_jobs(tmp_path: Path) -> None:
     runner = FakeRunner({"sbatch": [ok("1\n"), ok("2\n"), ok("3\n")]})
     table = slurm_table(runner, tmp_path)
-    plain = await table.submit("dask-worker-1", "")
-    grouped = await table.submit("dask-worker-12", "")
-    templated = await table.submit("run-$SLURM_JOB_ID-3", "")
+    (plain,) = await table.submit(["dask-worker-1"], "")
+    (grouped,) = await table.submit(["dask-worker-12"], "")
+    (templated,) = await table.submit(["run-$SLURM_JOB_ID-3"], "")
     assert table.job_of_worker("dask-worker-1") is plain
     assert table.job_of_worker("dask-worker-12-0") is grouped
     assert table.job_of_worker("dask-worker-1-1") is plain

@@ -10,7 +10,7 @@ import pytest
 
 from hpcdask.models import JobState
 from hpcdask.systems.pbs import PBS, parse_qstat_full
-from hpcdask.systems.slurm import Slurm, parse_squeue
+from hpcdask.systems.slurm import Slurm, expand_array_ids, parse_squeue
 from hpcdask.systems.timefmt import parse_clock, parse_duration
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -35,7 +35,11 @@ def test_squeue_every_state() -> None:
     assert jobs["96"].reason == "JobHeldUser"
     assert jobs["95"].state is JobState.PENDING
     assert jobs["95"].reason == "PartitionDown"
-    assert jobs["97_[0-3]"].state is JobState.PENDING
+    # pending array elements collapse in squeue; each gets its own entry here
+    assert [jobs[f"97_{i}"].state for i in range(4)] == [JobState.PENDING] * 4
+    assert "97_[0-3]" not in jobs
+    assert jobs["98_2"].reason == jobs["98_3"].reason == "JobArrayTaskLimit"
+    assert jobs["98_0"].state is JobState.RUNNING
     running = jobs["93"]
     assert running.state is JobState.RUNNING
     assert running.reason == ""
@@ -179,3 +183,16 @@ def test_durations(text: str, seconds: float | None) -> None:
 @pytest.mark.parametrize("text", ["N/A", "Unknown", "None", ""])
 def test_missing_clock_values(text: str) -> None:
     assert parse_clock(text) is None
+
+
+def test_expand_array_ids() -> None:
+    assert expand_array_ids("97_[0-3]") == ["97_0", "97_1", "97_2", "97_3"]
+    assert expand_array_ids("98_[2-3%2]") == ["98_2", "98_3"]
+    assert expand_array_ids("5_[0,4-5]") == ["5_0", "5_4", "5_5"]
+    assert expand_array_ids("93") == ["93"]
+    assert expand_array_ids("87_1") == ["87_1"]
+
+
+def test_status_asks_once_per_array() -> None:
+    argv = Slurm().status_argv(["97_0", "97_1", "97_2", "100", "101_0"])
+    assert argv[-1] == "--jobs=97,100,101"

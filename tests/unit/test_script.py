@@ -21,7 +21,7 @@ def slurm_script(**kwargs: object) -> str:
     }
     options.update(kwargs)
     return render_job_script(
-        resolve_job_options("slurm", **options), Slurm(), ADDRESS, "dask-worker-3"
+        resolve_job_options("slurm", **options), Slurm(), ADDRESS, ["dask-worker-3"]
     )
 
 
@@ -102,7 +102,7 @@ def test_pbs_script_uses_select_and_redirects_its_logs() -> None:
         account="P1",
         log_directory="/logs",
     )
-    script = render_job_script(opts, PBS(), ADDRESS, "dask-worker-0")
+    script = render_job_script(opts, PBS(), ADDRESS, ["dask-worker-0"])
     assert "#PBS -N dask-worker" in script
     assert "#PBS -q workq" in script
     assert "#PBS -A P1" in script
@@ -128,14 +128,14 @@ def test_pbs_resource_spec_override() -> None:
     opts = resolve_job_options(
         "pbs", cores=4, memory="8GiB", resource_spec="nodes=1:ppn=4"
     )
-    script = render_job_script(opts, PBS(), ADDRESS, "w")
+    script = render_job_script(opts, PBS(), ADDRESS, ["w"])
     assert "#PBS -l nodes=1:ppn=4" in script
     assert "select=" not in script
 
 
 def test_local_script_has_no_directives() -> None:
     opts = resolve_job_options("local", cores=1, memory="1GiB", log_directory="/logs")
-    script = render_job_script(opts, LocalSystem(), ADDRESS, "w")
+    script = render_job_script(opts, LocalSystem(), ADDRESS, ["w"])
     assert "#SBATCH" not in script and "#PBS" not in script
     assert 'exec >>"/logs/dask-worker-${HPCDASK_JOB_ID}.out"' in script
 
@@ -144,7 +144,7 @@ def test_name_with_variable_is_expanded_by_the_job() -> None:
     opts = resolve_job_options(
         "slurm", cores=1, memory="1GiB", name="run-$SLURM_JOB_ID"
     )
-    script = render_job_script(opts, Slurm(), ADDRESS, "run-$SLURM_JOB_ID-0")
+    script = render_job_script(opts, Slurm(), ADDRESS, ["run-$SLURM_JOB_ID-0"])
     assert '--name "run-$SLURM_JOB_ID-0"' in script
 
 
