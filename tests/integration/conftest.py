@@ -63,8 +63,15 @@ def new_jobs(slurm: None) -> Iterator[Callable[[], list[str]]]:
 
 
 def job_field(job_id: str, field: str) -> str:
-    """One field of ``scontrol -o show job`` (ended jobs stay for MinJobAge)."""
-    out = run("scontrol", "-o", "show", "job", job_id)
+    """One field of ``scontrol -o show job`` (ended jobs stay for MinJobAge).
+
+    Array elements cancelled while still pending have no record of their own:
+    their array's record holds their state.
+    """
+    try:
+        out = run("scontrol", "-o", "show", "job", job_id)
+    except subprocess.CalledProcessError:
+        out = run("scontrol", "-o", "show", "job", job_id.split("_")[0])
     for item in out.split():
         key, _, value = item.partition("=")
         if key == field:
