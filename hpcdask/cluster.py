@@ -416,6 +416,29 @@ class HPCCluster(SpecCluster):
             self.job_options, self.backend.system, address, names, self._security_args
         )
 
+    def mpi_job_script(
+        self,
+        script: str,
+        *args: str,
+        nodes: int = 1,
+        ntasks: int | None = None,
+        **options: Any,
+    ) -> str:
+        """The batch script of a non-interactive MPI run of ``script`` with this
+        cluster's job options; see :func:`hpcdask.mpi_script.render_mpi_job_script`.
+        """
+        from hpcdask.mpi_script import render_mpi_job_script
+
+        return render_mpi_job_script(
+            self.job_options,
+            self.backend.system,
+            script,
+            args,
+            nodes=nodes,
+            ntasks=ntasks,
+            **options,
+        )
+
 
 class SLURMCluster(HPCCluster):
     """Dask workers in Slurm jobs (``sbatch`` / ``squeue`` / ``scancel``)."""
