@@ -14,9 +14,11 @@ import contextlib
 import logging
 import math
 import os
-from typing import Any, ClassVar
+import time
+from typing import Any, ClassVar, TypeVar
 
 from dask.utils import parse_bytes
+from distributed.comm.addressing import get_address_host
 from distributed.core import Status
 from distributed.deploy.spec import ProcessInterface, SpecCluster
 from distributed.exceptions import WorkerStartTimeoutError
@@ -26,9 +28,12 @@ from distributed.utils import NoOpAwaitable
 from tornado.ioloop import IOLoop
 
 from hpcdask.config import JobOptions, cluster_setting, resolve_job_options
+from hpcdask.cost import Usage, job_resources, measure_usage
+from hpcdask.dashboard import HPCDashboard
 from hpcdask.errors import JobFailedError
 from hpcdask.jobs import Backend, CommandBackend, JobTable, wait_until_ended
 from hpcdask.models import JobRecord
+from hpcdask.profiles import load_profile
 from hpcdask.runner import SubprocessRunner
 from hpcdask.script import render_job_script
 from hpcdask.security import remove_private_dir, worker_security_args
@@ -36,8 +41,17 @@ from hpcdask.systems.local import LocalBackend
 from hpcdask.systems.pbs import PBS
 from hpcdask.systems.slurm import Slurm
 from hpcdask.validation import check_seconds
+from hpcdask.widget import (
+    cluster_view,
+    cluster_widget,
+    dashboard_link_for,
+    hpc_page_link,
+    render_html,
+)
 
 logger = logging.getLogger(__name__)
+
+_Cluster = TypeVar("_Cluster", bound="HPCCluster")
 
 __all__ = ["HPCCluster", "LocalBatchCluster", "PBSCluster", "SLURMCluster"]
 
@@ -137,6 +151,12 @@ class HPCCluster(SpecCluster):
         if opts.interface:
             scheduler_options["interface"] = opts.interface
         scheduler_options.update(opts.scheduler_options)
+        # the dashboard's /hpc page and its history (hpcdask.dashboard)
+        self._dashboard = HPCDashboard(self, scheduler_options.get("http_prefix"))
+        scheduler_options["plugins"] = [
+            *scheduler_options.get("plugins", ()),
+            self._dashboard,
+        ]
         worker_template: dict[str, Any] = {"cls": BatchJob, "options": {}}
         if opts.processes > 1:
             worker_template["group"] = [f"-{i}" for i in range(opts.processes)]
@@ -167,6 +187,85 @@ class HPCCluster(SpecCluster):
     def failures(self) -> list[JobFailedError]:
         """Jobs that ended before their workers connected, oldest first."""
         return list(self._failures)
+
+    def usage(self, now: float | None = None) -> Usage:
+        """What the cluster's jobs have been charged so far, and the burn rate.
+
+        Each job is charged from the start time the queue reported to its end
+        time, or to ``now`` while it runs, for the cores, nodes and GPUs its
+        directives ask for; jobs that never started cost nothing.
+
+        Parameters
+        ----------
+        now
+            POSIX time to charge running jobs up to; the current time if omitted.
+
+        Returns
+        -------
+        hpcdask.cost.Usage
+            ``core_hours``, ``node_hours``, ``gpu_hours``, the resources running
+            jobs hold now (``cores_in_use``, the burn rate in core-hours per
+            hour) and a charge per job.
+        """
+        records = list(self.table.records.values())
+        resources = job_resources(self.job_options, self.backend.system)
+        return measure_usage(records, resources, time.time() if now is None else now)
+
+    @classmethod
+    def from_profile(cls: type[_Cluster], name: str, **kwargs: Any) -> _Cluster:
+        """A cluster from the site profile ``hpcdask.profiles.<name>`` in dask config.
+
+        ``HPCCluster.from_profile`` picks the class from the profile's ``system``;
+        ``SLURMCluster.from_profile`` refuses a profile for another system.
+
+        Parameters
+        ----------
+        name
+            the profile's name (``hpcdask profiles`` lists them).
+        **kwargs
+            constructor arguments that override the profile's values.
+
+        Raises
+        ------
+        hpcdask.InvalidOptionError
+            for an unknown profile, or a profile with an unknown key or system.
+        """
+        profile = load_profile(name)
+        system = profile.system_for(cls.system)
+        target = cls if cls.system else _CLUSTER_CLASSES[system]
+        cluster = target(**profile.cluster_kwargs(**kwargs))
+        assert isinstance(cluster, cls)
+        return cluster
+
+    @property
+    def dashboard_link(self) -> str:
+        """The dashboard's address as the user's browser reaches it.
+
+        Formatted from ``distributed.dashboard.link``; in a JupyterHub session
+        (``JUPYTERHUB_SERVICE_PREFIX`` set) the default link is replaced by
+        jupyter-server-proxy's ``{JUPYTERHUB_SERVICE_PREFIX}proxy/{port}/status``.
+        """
+        try:
+            port = self.scheduler_info["services"]["dashboard"]
+        except KeyError:
+            return ""
+        return dashboard_link_for(get_address_host(self.scheduler_address), port)
+
+    @property
+    def hpc_dashboard_link(self) -> str:
+        """The dashboard's hpcdask page: jobs, workers and core-hours over time."""
+        return hpc_page_link(self.dashboard_link)
+
+    def _repr_html_(self, cluster_status: Any = None) -> str:
+        return render_html(cluster_view(self))
+
+    def _widget(self) -> Any:
+        """A live ipywidgets view (None without ipywidgets); see hpcdask.widget."""
+        try:
+            return self._cached_widget
+        except AttributeError:
+            self._cached_widget = cluster_widget(self)
+            return self._cached_widget
 
     def scale(
         self,
@@ -458,3 +557,8 @@ class LocalBatchCluster(HPCCluster):
     machines without a batch system."""
 
     system = "local"
+
+
+_CLUSTER_CLASSES: dict[str, type[HPCCluster]] = {
+    cls.system: cls for cls in (SLURMCluster, PBSCluster, LocalBatchCluster)
+}

@@ -1,0 +1,180 @@
+"""Named site profiles from dask config: ``hpcdask.profiles.<name>``.
+
+A site admin writes, e.g. in ``/etc/dask/hpcdask.yaml``::
+
+    hpcdask:
+      profiles:
+        small:
+          description: 2 cores, 4 GB, 8 hours
+          system: slurm
+          queue: shared
+          cores: 2
+          memory: 4GB
+          walltime: "08:00:00"
+        gpu-small:
+          system: slurm
+          queue: gpu
+          cores: 8
+          memory: 32GB
+          directives: ["--gres=gpu:1"]
+
+and users write ``SLURMCluster.from_profile("small")`` or
+``HPCCluster.from_profile("gpu-small")``. A profile's keys are ``system``,
+``description``, ``directives`` (extra directive lines, dask-jobqueue's
+``job_extra_directives``) and any job option (:data:`hpcdask.config.DEFAULTS`,
+``-`` or ``_`` spelling). Values a profile leaves out come from
+``hpcdask.<system>.*`` / ``jobqueue.<system>.*`` config as for any cluster.
+An unknown key or system is an :class:`~hpcdask.errors.InvalidOptionError`
+naming it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask.config
+
+from hpcdask.config import DEFAULTS, SYSTEMS, JobOptions, resolve_job_options
+from hpcdask.errors import InvalidOptionError
+
+__all__ = ["Profile", "load_profile", "load_profiles", "profile_names"]
+
+#: keys a profile may hold besides the job options.
+PROFILE_KEYS = ("system", "description", "directives")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One named profile: a batch system and constructor arguments for it.
+
+    Parameters
+    ----------
+    name
+        the profile's name (its key under ``hpcdask.profiles``).
+    system
+        ``"slurm"``, ``"pbs"``, ``"local"``, or ``None`` when the profile leaves
+        it to the cluster class it is used with.
+    description
+        a line for people choosing a profile.
+    options
+        job options (keys of :data:`hpcdask.config.DEFAULTS`).
+    """
+
+    name: str
+    system: str | None
+    description: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def system_for(self, cluster_system: str) -> str:
+        """The system a cluster class of ``cluster_system`` ("" for any) runs this
+        profile on; raises when they disagree or neither names one."""
+        if self.system and cluster_system and self.system != cluster_system:
+            raise InvalidOptionError(
+                f"hpcdask.profiles.{self.name}.system",
+                self.system,
+                f"this profile is for {self.system}, not {cluster_system}: use "
+                "HPCCluster.from_profile to pick the class from the profile",
+            )
+        system = self.system or cluster_system
+        if not system:
+            raise InvalidOptionError(
+                f"hpcdask.profiles.{self.name}.system",
+                None,
+                f"the profile names no system; set one of {SYSTEMS}",
+            )
+        return system
+
+    def cluster_kwargs(self, **overrides: Any) -> dict[str, Any]:
+        """Constructor arguments: the profile's options, then ``overrides``."""
+        return {**self.options, **overrides}
+
+    def job_options(self, system: str = "", **overrides: Any) -> JobOptions:
+        """The validated job options this profile gives (config fills the rest)."""
+        return resolve_job_options(
+            self.system_for(system), **self.cluster_kwargs(**overrides)
+        )
+
+
+def _all_profiles() -> Mapping[str, Any]:
+    profiles = dask.config.get("hpcdask.profiles", default=None) or {}
+    if not isinstance(profiles, Mapping):
+        raise InvalidOptionError(
+            "hpcdask.profiles", profiles, "expected a mapping of name -> profile"
+        )
+    return profiles
+
+
+def profile_names() -> list[str]:
+    """Names of the profiles in dask config, sorted."""
+    return sorted(str(name) for name in _all_profiles())
+
+
+def load_profile(name: str) -> Profile:
+    """The profile ``name`` from dask config, checked.
+
+    Raises
+    ------
+    InvalidOptionError
+        (a ``ValueError``) when there is no such profile, or it has a key or a
+        system hpcdask does not know.
+    """
+    profiles = _all_profiles()
+    if name not in profiles:
+        known = ", ".join(sorted(map(str, profiles))) or "none are configured"
+        raise InvalidOptionError(
+            "profile", name, f"no such profile in hpcdask.profiles (known: {known})"
+        )
+    return parse_profile(name, profiles[name])
+
+
+def load_profiles() -> list[Profile]:
+    """Every profile in dask config, checked, sorted by name."""
+    profiles = _all_profiles()
+    return [parse_profile(str(name), profiles[name]) for name in sorted(profiles)]
+
+
+def parse_profile(name: str, raw: object) -> Profile:
+    """Check one profile's mapping and turn it into a :class:`Profile`."""
+    where = f"hpcdask.profiles.{name}"
+    if not isinstance(raw, Mapping):
+        raise InvalidOptionError(where, raw, "expected a mapping of options")
+    known = (*PROFILE_KEYS, *DEFAULTS)
+    options: dict[str, Any] = {}
+    system: str | None = None
+    description = ""
+    for key, value in raw.items():
+        option = str(key).replace("-", "_")
+        if option not in known:
+            close = difflib.get_close_matches(option, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise InvalidOptionError(
+                f"{where}.{key}",
+                value,
+                f"unknown profile key{hint} (known: {', '.join(sorted(known))})",
+            )
+        if option == "system":
+            if value not in SYSTEMS:
+                raise InvalidOptionError(
+                    f"{where}.system",
+                    value,
+                    f"unknown system; expected one of {', '.join(SYSTEMS)}",
+                )
+            system = str(value)
+            continue
+        if option == "description":
+            description = str(value)
+            continue
+        if option == "directives":
+            option = "job_extra_directives"
+        if option in options:
+            raise InvalidOptionError(
+                f"{where}.{key}",
+                value,
+                "given twice (directives and job_extra_directives, or the - and _ "
+                "spellings of one key)",
+            )
+        options[option] = value
+    return Profile(name=name, system=system, description=description, options=options)
