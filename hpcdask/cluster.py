@@ -27,15 +27,17 @@ from distributed.security import Security
 from distributed.utils import NoOpAwaitable
 from tornado.ioloop import IOLoop
 
+from hpcdask.adaptive import AdaptiveJobs
 from hpcdask.config import JobOptions, cluster_setting, resolve_job_options
 from hpcdask.cost import Usage, job_resources, measure_usage
 from hpcdask.dashboard import HPCDashboard
 from hpcdask.errors import JobFailedError
 from hpcdask.jobs import Backend, CommandBackend, JobTable, wait_until_ended
 from hpcdask.models import JobRecord
+from hpcdask.policy import PolicyParams
 from hpcdask.profiles import load_profile
 from hpcdask.runner import SubprocessRunner
-from hpcdask.script import render_job_script
+from hpcdask.script import render_job_script, worker_lifetime
 from hpcdask.security import remove_private_dir, worker_security_args
 from hpcdask.systems.local import LocalBackend
 from hpcdask.systems.pbs import PBS
@@ -130,6 +132,15 @@ class HPCCluster(SpecCluster):
             "poll-interval", cluster_setting("poll-interval", "5s")
         )
         self._failures: list[JobFailedError] = []
+        #: records of the jobs that ended before their workers connected
+        self.failed_records: list[JobRecord] = []
+        #: jobs being retired or cancelled by adaptive scaling
+        self.retiring: set[str] = set()
+        #: where workers start: this process's directory, as with dask-jobqueue
+        #: (jobs are submitted from the log directory, where the batch system
+        #: writes its own files)
+        self.workdir = os.getcwd()
+        self._adaptive: AdaptiveJobs | None = None
         self._failures_reported = 0  # how many _wait_for_workers has raised
         self._initial_jobs = math.ceil(n_workers / opts.processes) if n_workers else 0
         self._poll_task: asyncio.Task[None] | None = None
@@ -289,6 +300,10 @@ class HPCCluster(SpecCluster):
             wanted = max(wanted, math.ceil(parse_bytes(memory) / opts.memory))
         if cores is not None:
             wanted = max(wanted, math.ceil(cores / opts.cores))
+        if self._adaptive is not None and self.status == Status.running:
+            logger.info("scale() called: adaptive scaling stops")
+            self._io_loop.add_callback(self._adaptive.stop)
+            self._adaptive = None
         self._set_target_jobs(wanted)
         if self.asynchronous:
             return self._correct_state()
@@ -296,6 +311,84 @@ class HPCCluster(SpecCluster):
             self._io_loop.add_callback(self._correct_state)
             return NoOpAwaitable()
         return self.sync(self._correct_state)
+
+    def adapt(  # type: ignore[override]
+        self,
+        *,
+        minimum: int | None = None,
+        maximum: int | None = None,
+        minimum_jobs: int | None = None,
+        maximum_jobs: int | None = None,
+        minimum_cores: int | None = None,
+        maximum_cores: int | None = None,
+        minimum_memory: str | int | None = None,
+        maximum_memory: str | int | None = None,
+        interval: str | float = "1s",
+        idle_timeout: str | float | None = None,
+        max_pending_jobs: int | None = None,
+        **kwargs: Any,
+    ) -> AdaptiveJobs:
+        """Scale with the scheduler's load, in whole jobs, aware of the queue.
+
+        Bounds may be given in workers (``minimum``/``maximum``), jobs, cores or
+        memory, as dask-jobqueue accepts; each is rounded to whole jobs and the
+        tightest applies. See :mod:`hpcdask.policy` for the rules.
+
+        Parameters
+        ----------
+        interval
+            time between decisions.
+        idle_timeout
+            how long all of a job's workers must be idle before it is given back
+            (config ``hpcdask.adaptive.idle-timeout``).
+        max_pending_jobs
+            the most jobs waiting in the queue at once
+            (config ``hpcdask.adaptive.max-pending-jobs``).
+        """
+        if kwargs:
+            raise TypeError(f"unexpected argument(s): {', '.join(sorted(kwargs))}")
+        opts = self.job_options
+        lows = [minimum_jobs or 0]
+        highs = [maximum_jobs if maximum_jobs is not None else 2**31]
+        if minimum is not None:
+            lows.append(math.ceil(minimum / opts.processes))
+        if maximum is not None:
+            highs.append(maximum // opts.processes)
+        if minimum_cores is not None:
+            lows.append(math.ceil(minimum_cores / opts.cores))
+        if maximum_cores is not None:
+            highs.append(maximum_cores // opts.cores)
+        if minimum_memory is not None:
+            lows.append(math.ceil(parse_bytes(minimum_memory) / opts.memory))
+        if maximum_memory is not None:
+            highs.append(parse_bytes(maximum_memory) // opts.memory)
+        walltime = opts.walltime
+        margin = walltime - worker_lifetime(walltime)
+        params = PolicyParams(
+            minimum_jobs=max(lows),
+            maximum_jobs=min(highs),
+            workers_per_job=opts.processes,
+            max_pending_jobs=max_pending_jobs
+            if max_pending_jobs is not None
+            else cluster_setting("adaptive.max-pending-jobs", 100),
+            idle_timeout=check_seconds(
+                "idle_timeout",
+                idle_timeout
+                if idle_timeout is not None
+                else cluster_setting("adaptive.idle-timeout", "3s"),
+            ),
+            # replacements start this long before a worker's lifetime ends
+            replace_ahead=margin + cluster_setting("adaptive.startup-allowance", 15),
+        )
+        if self._adaptive is not None:
+            self._io_loop.add_callback(self._adaptive.stop)
+        self._adaptive = AdaptiveJobs(self, params, check_seconds("interval", interval))
+        self._io_loop.add_callback(self._adaptive.start)
+        return self._adaptive
+
+    async def sync_jobs(self) -> None:
+        """Submit and cancel until the queue holds the jobs of the worker spec."""
+        await self._correct_state()
 
     async def scale_down(self, workers: Any) -> None:
         """Remove the jobs of ``workers`` (names or addresses), whole jobs only."""
@@ -369,12 +462,15 @@ class HPCCluster(SpecCluster):
     async def _correct_state_internal(self) -> None:
         async with self._lock:
             self._correct_state_waiting = None
-            to_close = [n for n in self.workers if n not in self.worker_spec]
-            if to_close:
-                await self._stop_jobs(to_close)
+            # submit first: new jobs queue while old ones hand their data over
             to_open = [n for n in self.worker_spec if n not in self.workers]
-            if to_open:
-                await self._start_jobs(to_open)
+            to_close = [n for n in self.workers if n not in self.worker_spec]
+            try:
+                if to_open:
+                    await self._start_jobs(to_open)
+            finally:
+                if to_close:
+                    await self._stop_jobs(to_close)
 
     async def _start_jobs(self, names: list[str]) -> None:
         """Submit jobs for ``names``: one job array where the system has them."""
@@ -490,8 +586,13 @@ class HPCCluster(SpecCluster):
         if record.failed_start:
             failure = self.table.failure(record)
             self._failures.append(failure)
+            self.failed_records.append(record)
             self.worker_spec.pop(record.name, None)
             logger.error("%s", failure)
+            return
+        if self._adaptive is not None:
+            # adaptive scaling decides whether a replacement is wanted
+            self.worker_spec.pop(record.name, None)
             return
         if record.name in self.worker_spec and self.status == Status.running:
             logger.warning(
@@ -512,7 +613,12 @@ class HPCCluster(SpecCluster):
         assert scheduler is not None, "cluster has not started"
         address = getattr(scheduler, "contact_address", None) or scheduler.address
         return render_job_script(
-            self.job_options, self.backend.system, address, names, self._security_args
+            self.job_options,
+            self.backend.system,
+            address,
+            names,
+            self._security_args,
+            workdir=self.workdir,
         )
 
     def mpi_job_script(

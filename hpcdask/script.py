@@ -79,11 +79,13 @@ def render_job_script(
     scheduler_address: str,
     names: Sequence[str],
     security_args: Sequence[str] = (),
+    workdir: str | None = None,
 ) -> str:
     """The whole batch script that starts the Dask workers of the jobs ``names``.
 
     One name renders one job; several render one job array whose element ``i``
-    runs the workers called ``names[i]``.
+    runs the workers called ``names[i]``. With ``workdir`` the workers start
+    there (the client's directory, so the modules beside a notebook import).
     """
     if not names:
         raise ValueError("no job names to render a script for")
@@ -93,6 +95,8 @@ def render_job_script(
         lines += [*directives, ""]
     if not system.writes_logs:
         lines += _log_redirection(opts, system)
+    if workdir is not None:
+        lines.append(f"cd {shell_word('workdir', workdir)} || exit 1")
     if len(names) == 1:
         name_word = shell_word("name", names[0])
     else:

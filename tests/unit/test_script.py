@@ -159,3 +159,11 @@ def test_name_with_variable_is_expanded_by_the_job() -> None:
 )
 def test_format_memory_limit_is_exact(size: int, text: str) -> None:
     assert format_memory_limit(size) == text
+
+
+def test_workers_start_in_the_clients_directory() -> None:
+    opts = resolve_job_options("slurm", cores=1, memory="1GiB")
+    script = render_job_script(opts, Slurm(), ADDRESS, ["w"], workdir="/home/a b/nb")
+    lines = script.splitlines()
+    cd = lines.index("cd '/home/a b/nb' || exit 1")
+    assert cd < len(lines) - 1 and "dask_worker" in lines[-1]

@@ -1,0 +1,178 @@
+"""The adaptive loop: gather a snapshot, call :func:`hpcdask.policy.decide`, apply.
+
+Only the loop lives here; what to do is the policy's, how to do it the cluster's.
+Ticks never overlap: the next one starts ``interval`` after the last one ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from hpcdask.models import ClusterSnapshot, JobState, JobView, ScaleDecision
+from hpcdask.policy import PolicyParams, PolicyState, decide
+
+if TYPE_CHECKING:
+    from hpcdask.cluster import HPCCluster
+
+logger = logging.getLogger(__name__)
+
+
+class AdaptiveJobs:
+    """Queue-aware adaptive scaling of an :class:`~hpcdask.cluster.HPCCluster`.
+
+    Created by ``cluster.adapt(...)``; ``minimum``/``maximum`` are in workers,
+    as for distributed's ``Adaptive``.
+    """
+
+    def __init__(
+        self, cluster: HPCCluster, params: PolicyParams, interval: float
+    ) -> None:
+        self.cluster = cluster
+        self.params = params
+        self.interval = interval
+        self.state = PolicyState(failures_forgiven_until=time.time())
+        self.last_decision = ScaleDecision()
+        self.ticks = 0
+        self._task: asyncio.Task[None] | None = None
+        self._pending_reported: set[str] = set()
+
+    @property
+    def minimum(self) -> int:
+        return self.params.minimum_jobs * self.params.workers_per_job
+
+    @property
+    def maximum(self) -> int:
+        return self.params.maximum_jobs * self.params.workers_per_job
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one bad tick must not end adaptivity
+                logger.exception("adaptive tick failed")
+            await asyncio.sleep(self.interval)
+
+    async def tick(self) -> ScaleDecision:
+        """One round: snapshot, decide, apply."""
+        now = time.time()
+        snapshot = build_snapshot(self.cluster, now)
+        decision, self.state = decide(snapshot, self.state, now, self.params)
+        self.ticks += 1
+        if decision.reason and decision.reason != self.last_decision.reason:
+            logger.info("adaptive: %s", decision.reason)
+        self.last_decision = decision
+        self._report_long_pending(now)
+        if not decision.is_noop:
+            await apply(self.cluster, decision)
+        return decision
+
+    def forgive_failures(self) -> None:
+        """Start counting failed starts afresh (the user asked for jobs again)."""
+        self.state = PolicyState(
+            surplus_since=self.state.surplus_since,
+            idle_since=self.state.idle_since,
+            failures_forgiven_until=time.time(),
+        )
+
+    def _report_long_pending(self, now: float, after: float = 60.0) -> None:
+        """Say once per job when it has been pending for long, and why."""
+        for record in self.cluster.table.live():
+            if (
+                record.name not in self._pending_reported
+                and record.workers_seen == 0
+                and record.submit_time is not None
+                and now - record.submit_time > after
+            ):
+                self._pending_reported.add(record.name)
+                logger.warning(
+                    "job %s pending for %.0f s: %s",
+                    record.job_id,
+                    now - record.submit_time,
+                    record.reason or record.state.value,
+                )
+
+
+async def stop_and_wait(adaptive: AdaptiveJobs | None) -> None:
+    if adaptive is not None and adaptive._task is not None:
+        task = adaptive._task
+        adaptive.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def build_snapshot(cluster: HPCCluster, now: float) -> ClusterSnapshot:
+    """What the policy needs, from the in-process scheduler and the job table."""
+    scheduler = cluster.scheduler
+    assert scheduler is not None, "cluster has not started"
+    target = int(scheduler.adaptive_target())
+    # the scheduler's own worker list, not the (event-fed) job table, says which
+    # workers exist and what they do right now
+    workers_of: dict[str, list[Any]] = {}
+    for ws in scheduler.workers.values():
+        owner = cluster.table.job_of_worker(str(ws.name))
+        if owner is not None:
+            workers_of.setdefault(owner.name, []).append(ws)
+    default_limit = float(cluster.job_options.walltime)
+    views = []
+    for record in cluster.table.live():
+        workers = workers_of.get(record.name, [])
+        idle = bool(workers) and all(
+            not ws.processing and ws.status.name == "running" for ws in workers
+        )
+        state = record.state
+        if state is JobState.PENDING and workers:
+            state = JobState.RUNNING
+        views.append(
+            JobView(
+                name=record.name,
+                state=state,
+                submit_time=record.submit_time or now,
+                start_time=record.start_time or record.connected_time,
+                time_limit=record.time_limit or default_limit,
+                workers=len(workers),
+                idle=idle,
+                reason=record.reason,
+                retiring=record.name in cluster.retiring,
+            )
+        )
+    failed = tuple(f.end_time or now for f in cluster.failed_records)
+    starts = [
+        r.connected_time for r in cluster.table.records.values() if r.connected_time
+    ]
+    return ClusterSnapshot(
+        target_workers=target,
+        jobs=tuple(views),
+        failed_starts=failed,
+        last_start=max(starts) if starts else None,
+    )
+
+
+async def apply(cluster: HPCCluster, decision: ScaleDecision) -> None:
+    """Make the cluster's job list follow ``decision`` (one submission for all
+    new jobs, one cancel command for all jobs that go)."""
+    for name in (*decision.cancel, *decision.retire):
+        if cluster.worker_spec.pop(name, None) is not None:
+            cluster.retiring.add(name)
+    for _ in range(decision.submit):
+        cluster.worker_spec.update(cluster.new_worker_spec())
+    try:
+        await cluster.sync_jobs()
+    finally:
+        cluster.retiring.difference_update(
+            name for name in list(cluster.retiring) if name not in cluster.workers
+        )

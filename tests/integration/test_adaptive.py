@@ -1,0 +1,96 @@
+"""Adaptive scaling loops on the real local Slurm."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from distributed import Client, wait
+
+from hpcdask import SLURMCluster
+from hpcdask.runner import SubprocessRunner
+
+pytestmark = pytest.mark.usefixtures("new_jobs")
+
+NewJobs = Callable[[], list[str]]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.25)
+
+
+def sleep_and_return(x: int) -> int:
+    time.sleep(0.5)
+    return x
+
+
+def calls(cluster: SLURMCluster, program: str) -> int:
+    runner = cluster.backend.runner  # type: ignore[attr-defined]
+    assert isinstance(runner, SubprocessRunner)
+    return sum(1 for argv in runner.calls if argv[0] == program)
+
+
+def test_grows_with_work_in_one_submission_and_gives_back_when_idle(
+    new_jobs: NewJobs,
+) -> None:
+    with SLURMCluster(cores=1, memory="1GB") as cluster, Client(cluster) as client:
+        adaptive = cluster.adapt(minimum_jobs=0, maximum_jobs=4, idle_timeout=2)
+        assert (adaptive.minimum, adaptive.maximum) == (0, 4)
+        time.sleep(2)
+        assert new_jobs() == []  # no work, no jobs
+        futures = client.map(sleep_and_return, range(40))
+        assert sum(client.gather(futures)) == sum(range(40))
+        submissions = calls(cluster, "sbatch")
+        assert 1 <= submissions <= 2  # an array, maybe one more as durations are learnt
+        assert len(cluster.jobs()) <= 4
+        del futures
+        wait_for(lambda: new_jobs() == [], 30, "idle jobs to be given back")
+        assert not client.scheduler_info()["workers"]
+        ended = {"cancelled", "completed"}
+        wait_for(lambda: set(cluster.jobs()["state"]) <= ended, 10, "the queue's word")
+
+
+def test_failed_starts_back_off_and_stop(new_jobs: NewJobs) -> None:
+    with SLURMCluster(cores=1, memory="1GB", python="/no/such/python") as cluster:
+        cluster.adapt(minimum_jobs=1, maximum_jobs=1)
+        wait_for(lambda: len(cluster.failures) >= 3, 60, "three failed starts")
+        time.sleep(8)  # long past the last backoff: still no fourth job
+        assert len(cluster.failures) == 3
+        assert calls(cluster, "sbatch") == 3
+        assert "No such file or directory" in str(cluster.failures[-1])
+        assert new_jobs() == []
+
+
+def test_walltime_rollover_keeps_results_and_capacity(new_jobs: NewJobs) -> None:
+    # 1-minute jobs; workers retire at 45 s and hand their data over
+    with (
+        SLURMCluster(cores=1, memory="1GB", walltime="00:01:00") as cluster,
+        Client(cluster) as client,
+    ):
+        cluster.adapt(minimum_jobs=2, maximum_jobs=2)
+        client.wait_for_workers(2, timeout=60)
+        data = client.map(lambda i: bytes(1000) * i, range(20), pure=False)
+        wait(data)
+        keys = {f.key for f in data}
+        time.sleep(70)  # past the first generation's walltime
+        jobs = cluster.jobs()
+        assert len(jobs) >= 4  # replaced ahead of expiry
+        assert len(client.scheduler_info()["workers"]) >= 1
+        # every key survived: handed over, never recomputed or lost
+        assert client.gather(data) == [bytes(1000) * i for i in range(20)]
+        assert keys == {f.key for f in data}
+        story = client.run_on_scheduler(
+            lambda dask_scheduler: [
+                (ts.key, ts.state)
+                for ts in dask_scheduler.tasks.values()
+                if ts.state == "erred"
+            ]
+        )
+        assert story == []
+        first = jobs.iloc[0]
+        assert first["state"] in ("completed", "cancelled")
