@@ -1,0 +1,170 @@
+"""Site profiles from dask config: parsing, errors that name the problem, from_profile."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import dask.config
+import pytest
+
+from hpcdask import HPCCluster, InvalidOptionError, PBSCluster, SLURMCluster
+from hpcdask.profiles import load_profile, load_profiles, profile_names
+
+PROFILES: dict[str, Any] = {
+    "small": {
+        "description": "2 cores, 4 GB, 8 hours",
+        "system": "slurm",
+        "queue": "shared",
+        "cores": 2,
+        "memory": "4GB",
+        "walltime": "08:00:00",
+        "account": "P12345",
+    },
+    "gpu-small": {
+        "system": "slurm",
+        "queue": "gpu",
+        "cores": 8,
+        "memory": "32GB",
+        "directives": ["--gres=gpu:1"],
+        "job-script-prologue": ["module load cuda"],
+    },
+    "pbs-normal": {"system": "pbs", "queue": "normal", "cores": 4, "memory": "8GB"},
+    "anywhere": {"cores": 1, "memory": "1GB"},
+}
+
+
+@pytest.fixture
+def profiles() -> Iterator[None]:
+    with dask.config.set({"hpcdask.profiles": PROFILES}):
+        yield
+
+
+@pytest.mark.usefixtures("profiles")
+def test_profiles_are_listed_and_parsed() -> None:
+    assert profile_names() == ["anywhere", "gpu-small", "pbs-normal", "small"]
+    small = load_profile("small")
+    assert small.system == "slurm"
+    assert small.description == "2 cores, 4 GB, 8 hours"
+    assert dict(small.options) == {
+        "queue": "shared",
+        "cores": 2,
+        "memory": "4GB",
+        "walltime": "08:00:00",
+        "account": "P12345",
+    }
+    gpu = load_profile("gpu-small")
+    # "directives" are job_extra_directives; "-" spellings are options too
+    assert gpu.options["job_extra_directives"] == ["--gres=gpu:1"]
+    assert gpu.options["job_script_prologue"] == ["module load cuda"]
+    assert [p.name for p in load_profiles()] == profile_names()
+
+
+@pytest.mark.usefixtures("profiles")
+def test_profile_job_options_are_validated_and_overridable() -> None:
+    opts = load_profile("small").job_options()
+    assert (opts.system, opts.queue, opts.cores, opts.walltime) == (
+        "slurm",
+        "shared",
+        2,
+        8 * 3600,
+    )
+    assert opts.memory == 4 * 10**9
+    opts = load_profile("small").job_options(walltime="00:10:00", cores=4)
+    assert (opts.walltime, opts.cores) == (600, 4)
+    assert load_profile("gpu-small").job_options().job_extra_directives == (
+        "--gres=gpu:1",
+    )
+    # a profile without a system takes the cluster class's
+    assert load_profile("anywhere").job_options("pbs").system == "pbs"
+
+
+@pytest.mark.usefixtures("profiles")
+def test_profile_fills_in_from_system_config() -> None:
+    with dask.config.set(
+        {"hpcdask.slurm.account": "from-config", "hpcdask.slurm.processes": 1}
+    ):
+        opts = load_profile("gpu-small").job_options()
+    assert opts.account == "from-config"
+    assert opts.processes == 1
+
+
+@pytest.mark.parametrize(
+    ("profile", "message"),
+    [
+        (
+            {"system": "slurm", "cores": 1, "gpus": 2},
+            r"hpcdask\.profiles\.bad\.gpus=2: unknown profile key",
+        ),
+        (
+            {"system": "slurm", "queu": "x"},
+            r"hpcdask\.profiles\.bad\.queu='x': unknown profile key; did you mean 'queue'",
+        ),
+        (
+            {"system": "lsf", "cores": 1},
+            r"hpcdask\.profiles\.bad\.system='lsf': unknown system; expected one of slurm, pbs, local",
+        ),
+        (
+            {"directives": ["-C a"], "job_extra_directives": ["-C b"]},
+            r"given twice",
+        ),
+        ({"job-name": "a", "job_name": "b"}, r"given twice"),
+        (["not", "a", "mapping"], r"hpcdask\.profiles\.bad=.*expected a mapping"),
+    ],
+)
+def test_bad_profiles_are_clear_errors(profile: Any, message: str) -> None:
+    with (
+        dask.config.set({"hpcdask.profiles": {"bad": profile}}),
+        pytest.raises(InvalidOptionError, match=message),
+    ):
+        load_profile("bad")
+
+
+@pytest.mark.usefixtures("profiles")
+def test_unknown_profile_names_the_known_ones() -> None:
+    with pytest.raises(
+        InvalidOptionError,
+        match=r"invalid profile='nope': no such profile .*known: anywhere, gpu-small",
+    ):
+        load_profile("nope")
+    with (
+        dask.config.set({"hpcdask.profiles": {}}),
+        pytest.raises(InvalidOptionError, match="none are configured"),
+    ):
+        load_profile("small")
+
+
+@pytest.mark.usefixtures("profiles")
+def test_from_profile_refuses_a_profile_of_another_system() -> None:
+    # checked before any scheduler starts
+    with pytest.raises(InvalidOptionError, match="this profile is for pbs, not slurm"):
+        SLURMCluster.from_profile("pbs-normal")
+    with pytest.raises(InvalidOptionError, match="this profile is for slurm, not pbs"):
+        PBSCluster.from_profile("small")
+    with pytest.raises(InvalidOptionError, match="names no system"):
+        HPCCluster.from_profile("anywhere")
+
+
+@pytest.mark.usefixtures("profiles")
+def test_from_profile_bad_value_is_the_option_error() -> None:
+    with (
+        dask.config.set({"hpcdask.profiles.small.queue": "shared;rm -rf ~"}),
+        pytest.raises(InvalidOptionError, match="invalid queue="),
+    ):
+        SLURMCluster.from_profile("small")
+
+
+@pytest.mark.usefixtures("profiles")
+async def test_from_profile_builds_the_class_of_the_profile_system() -> None:
+    async with HPCCluster.from_profile(
+        "small", asynchronous=True, walltime="00:05:00"
+    ) as cluster:
+        assert type(cluster) is SLURMCluster
+        opts = cluster.job_options
+        assert (opts.queue, opts.cores, opts.account) == ("shared", 2, "P12345")
+        assert opts.walltime == 300  # the argument overrides the profile
+        script = cluster.job_script()
+        assert "#SBATCH -p shared" in script and "#SBATCH -A P12345" in script
+    async with SLURMCluster.from_profile("gpu-small", asynchronous=True) as cluster:
+        assert "#SBATCH --gres=gpu:1" in cluster.job_script()
+        assert cluster.usage().gpus_in_use == 0
