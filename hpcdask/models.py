@@ -143,6 +143,11 @@ class JobRecord:
 # -- adaptive scaling: what the policy sees, remembers and decides -------------------
 
 
+_NOT_WORKING = frozenset(
+    {JobState.SUBMITTING, JobState.PENDING, JobState.HELD, JobState.RUNNING}
+)
+
+
 @dataclass(frozen=True)
 class JobView:
     """One live job as the scaling policy sees it.
@@ -163,9 +168,8 @@ class JobView:
 
     @property
     def is_pending(self) -> bool:
-        return self.state in (JobState.SUBMITTING, JobState.PENDING, JobState.HELD) or (
-            self.state is JobState.RUNNING and self.workers == 0
-        )
+        """Asked for but not yet working: queued, or started without a worker."""
+        return self.workers == 0 and self.state in _NOT_WORKING
 
     def expires_at(self) -> float | None:
         if self.start_time is None or self.time_limit is None:

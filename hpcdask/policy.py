@@ -29,7 +29,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from hpcdask.models import ClusterSnapshot, JobView, ScaleDecision
+from hpcdask.models import ClusterSnapshot, ScaleDecision
 
 
 @dataclass(frozen=True)
@@ -88,66 +88,72 @@ def consecutive_failures(
 def decide(
     snapshot: ClusterSnapshot, state: PolicyState, now: float, params: PolicyParams
 ) -> tuple[ScaleDecision, PolicyState]:
-    """One tick of adaptive scaling. Pure: same inputs, same answer."""
-    live = [j for j in snapshot.jobs if not j.retiring]
-    idle_since = {j.name: state.idle_since.get(j.name, now) for j in live if j.idle}
-    expiring = {j.name for j in live if _expires_within(j, now, params.replace_ahead)}
-    capacity = [j for j in live if j.name not in expiring]
+    """One tick of adaptive scaling. Pure: same inputs, same answer.
+
+    One pass over the jobs (it runs every tick, with up to thousands of jobs).
+    """
+    horizon = now + params.replace_ahead
+    previous_idle = state.idle_since
+    idle_since: dict[str, float] = {}
+    pending_total = 0
+    capacity = 0
+    pending: list[tuple[float, str]] = []  # (submit time, name) of capacity
+    idle: list[tuple[float, str]] = []  # (seconds idle, name), past idle_timeout
+    retire_expiring: list[str] = []
+    for job in snapshot.jobs:
+        if job.retiring:
+            continue
+        is_pending = job.is_pending
+        pending_total += is_pending
+        idle_for = -1.0
+        if job.idle:
+            since = previous_idle.get(job.name, now)
+            idle_since[job.name] = since
+            idle_for = now - since
+        start, limit = job.start_time, job.time_limit
+        if start is not None and limit is not None and start + limit <= horizon:
+            # near its walltime: not capacity; once idle, it goes
+            if idle_for >= params.idle_timeout:
+                retire_expiring.append(job.name)
+            continue
+        capacity += 1
+        if is_pending:
+            pending.append((job.submit_time, job.name))
+        elif idle_for >= params.idle_timeout:
+            idle.append((idle_for, job.name))
+
     wanted = wanted_jobs(snapshot.target_workers, params)
-
-    def idle_for(job: JobView) -> float:
-        since = idle_since.get(job.name)
-        return -1.0 if since is None else now - since
-
-    # jobs near their walltime are not capacity: once idle, they go
-    retire_expiring = tuple(
-        j.name
-        for j in live
-        if j.name in expiring and idle_for(j) >= params.idle_timeout
-    )
-    state = replace(state, idle_since=idle_since)
-
-    if wanted > len(capacity):
-        decision = _scale_up(snapshot, state, now, params, live, wanted - len(capacity))
-        state = replace(state, surplus_since=None)
-        return replace(decision, retire=retire_expiring), state
-
-    if wanted == len(capacity):
-        state = replace(state, surplus_since=None)
+    if wanted > capacity:
+        state = PolicyState(None, idle_since, state.failures_forgiven_until)
+        decision = _scale_up(
+            snapshot, state, now, params, pending_total, wanted - capacity
+        )
+        return replace(decision, retire=tuple(retire_expiring)), state
+    if wanted == capacity:
+        state = PolicyState(None, idle_since, state.failures_forgiven_until)
         reason = "idle jobs near their walltime" if retire_expiring else ""
-        return ScaleDecision(retire=retire_expiring, reason=reason), state
+        return ScaleDecision(retire=tuple(retire_expiring), reason=reason), state
 
-    surplus = len(capacity) - wanted
+    surplus = capacity - wanted
     surplus_since = state.surplus_since if state.surplus_since is not None else now
-    state = replace(state, surplus_since=surplus_since)
+    state = PolicyState(surplus_since, idle_since, state.failures_forgiven_until)
     cancel: list[str] = []
     if now - surplus_since >= params.scale_down_delay:
-        pending = sorted(
-            (j for j in capacity if j.is_pending), key=lambda j: -j.submit_time
-        )
-        cancel = [j.name for j in pending[:surplus]]
-    idle = sorted(
-        (
-            j
-            for j in capacity
-            if not j.is_pending and idle_for(j) >= params.idle_timeout
-        ),
-        key=lambda j: -idle_for(j),
-    )
-    retire = [j.name for j in idle[: surplus - len(cancel)]]
+        pending.sort(reverse=True)  # newest first
+        cancel = [name for _, name in pending[:surplus]]
+    idle.sort(key=lambda item: -item[0])  # longest idle first, stable
+    retire = [name for _, name in idle[: surplus - len(cancel)]]
     reasons = []
     if cancel:
         reasons.append(f"cancel {len(cancel)} pending (surplus of {surplus} jobs)")
     if retire:
         reasons.append(f"retire {len(retire)} idle for >= {params.idle_timeout:g} s")
-    return (
-        ScaleDecision(
-            cancel=tuple(cancel),
-            retire=tuple(retire) + retire_expiring,
-            reason="; ".join(reasons),
-        ),
-        state,
+    decision = ScaleDecision(
+        cancel=tuple(cancel),
+        retire=(*retire, *retire_expiring),
+        reason="; ".join(reasons),
     )
+    return decision, state
 
 
 def _scale_up(
@@ -155,7 +161,7 @@ def _scale_up(
     state: PolicyState,
     now: float,
     params: PolicyParams,
-    live: list[JobView],
+    pending: int,
     missing: int,
 ) -> ScaleDecision:
     failures, latest = consecutive_failures(snapshot, state)
@@ -172,15 +178,9 @@ def _scale_up(
             )
     submit = missing
     if params.max_pending_jobs is not None:
-        pending = sum(1 for j in live if j.is_pending)
         submit = min(submit, max(params.max_pending_jobs - pending, 0))
         if submit == 0:
             return ScaleDecision(
                 reason=f"{pending} jobs pending: at max_pending_jobs, not submitting"
             )
     return ScaleDecision(submit=submit, reason=f"submit {submit} (short of {missing})")
-
-
-def _expires_within(job: JobView, now: float, horizon: float) -> bool:
-    expiry = job.expires_at()
-    return expiry is not None and expiry - now <= horizon

@@ -1,0 +1,271 @@
+"""Scale past this machine: the real ``policy.decide()`` against a simulated queue.
+
+A discrete-time simulation (5-second ticks, like the adaptive loop's decisions)
+of a busy HPC system and a notebook session's workload:
+
+- **Queue**: 2,000 nodes for us; one job is one node of 32 cores running one Dask
+  worker. A submitted job waits in the queue for a time drawn from a log-normal
+  distribution (median 120 s, sigma 1.0: a quarter of jobs wait over 4 minutes,
+  one in ten over 7), as on a shared system where other users hold most nodes.
+  A started job's worker connects 20 s later (Python start-up on a compute node).
+- **Walltime**: one hour. A worker whose job reaches its walltime is killed and its
+  running task is lost (re-queued); a worker given a lifetime retires when its
+  lifetime ends, after its current task, and hands its results over.
+- **Workload**: 10,000 tasks of 10 minutes each (10,000 worker-tasks), in four
+  bursts of 4,000, 3,000, 2,000 and 1,000 tasks, separated by idle gaps of 15, 45
+  and 5 minutes (reading results, writing the next cell).
+- **Scheduler**: the target is distributed's ``adaptive_target`` rule: queued and
+  running task-seconds over a 5-second target duration, at most one worker per
+  task, capped at the cluster maximum.
+
+Two policies drive the same queue with the same random draws:
+
+- ``hpcdask``: :func:`hpcdask.policy.decide`, the code the clusters run.
+- ``baseline``: what distributed's default ``Adaptive`` does with dask-jobqueue:
+  ask for ``target - planned`` jobs, and when the target has been below the plan
+  for 3 ticks in a row, remove jobs not yet arrived first, then idle workers; no
+  walltime awareness (workers die at the walltime and are recreated after).
+
+Also timed: one ``decide()`` call with 10,000 jobs in the table.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpcdask.models import ClusterSnapshot, JobState, JobView
+from hpcdask.policy import PolicyParams, PolicyState, decide
+
+TICK = 5.0
+NODES = 2_000
+CORES = 32
+STARTUP = 20.0
+WALLTIME = 3600.0
+LIFETIME = 3600.0 - 300.0
+TASK = 600.0
+BURSTS = [(4_000, 0.0), (3_000, 15 * 60.0), (2_000, 45 * 60.0), (1_000, 5 * 60.0)]
+TARGET_DURATION = 5.0
+
+
+@dataclass
+class SimJob:
+    name: str
+    submit: float
+    ready_at: float  # leaves the queue
+    start: float | None = None
+    end: float | None = None
+    connected: bool = False
+    task_until: float | None = None
+    retiring: bool = False
+    lifetime: float | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.end is None
+
+
+@dataclass
+class Sim:
+    policy: str
+    seed: int = 1
+    now: float = 0.0
+    jobs: dict[str, SimJob] = field(default_factory=dict)
+    queued_tasks: int = 0
+    lost_tasks: int = 0
+    done_tasks: int = 0
+    submissions: int = 0
+    counter: int = 0
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.state = PolicyState()
+        self.params = PolicyParams(
+            maximum_jobs=NODES,
+            idle_timeout=60.0,
+            replace_ahead=(WALLTIME - LIFETIME) + STARTUP + 2 * TICK,
+            max_pending_jobs=NODES,
+        )
+        self.below_target_ticks = 0
+
+    # -- the world ---------------------------------------------------------------
+    def submit(self, k: int) -> None:
+        if k <= 0:
+            return
+        self.submissions += 1
+        for _ in range(k):
+            wait = self.rng.lognormvariate(math.log(120.0), 1.0)
+            name = f"j{self.counter}"
+            self.counter += 1
+            lifetime = LIFETIME if self.policy == "hpcdask" else None
+            self.jobs[name] = SimJob(name, self.now, self.now + wait, lifetime=lifetime)
+
+    def running(self) -> list[SimJob]:
+        return [j for j in self.jobs.values() if j.live and j.start is not None]
+
+    def step_world(self) -> None:
+        now = self.now
+        running = sum(1 for j in self.running())
+        for job in sorted(self.jobs.values(), key=lambda j: j.ready_at):
+            if job.live and job.start is None and job.ready_at <= now and running < NODES:
+                job.start = now
+                running += 1
+        for job in self.jobs.values():
+            if not job.live or job.start is None:
+                continue
+            if not job.connected and now >= job.start + STARTUP:
+                job.connected = True
+            if job.task_until is not None and now >= job.task_until:
+                job.task_until = None
+                self.done_tasks += 1
+            if now >= job.start + WALLTIME:  # killed by the queue
+                if job.task_until is not None:
+                    self.lost_tasks += 1
+                    self.queued_tasks += 1
+                    job.task_until = None
+                job.end = now
+                continue
+            if job.lifetime is not None and now >= job.start + job.lifetime:
+                job.retiring = True
+            if job.retiring and job.task_until is None:
+                job.end = now
+                continue
+            if job.connected and job.task_until is None and self.queued_tasks and not job.retiring:
+                self.queued_tasks -= 1
+                job.task_until = now + TASK
+
+    def target(self) -> int:
+        processing = sum(1 for j in self.jobs.values() if j.live and j.task_until is not None)
+        occupancy = self.queued_tasks * TASK + sum(
+            (j.task_until or 0) - self.now for j in self.jobs.values() if j.live and j.task_until
+        )
+        cpu = math.ceil(occupancy / TARGET_DURATION)
+        return min(cpu, self.queued_tasks + processing)
+
+    # -- the policies -------------------------------------------------------------
+    def tick_hpcdask(self) -> None:
+        views = tuple(
+            JobView(
+                name=j.name,
+                state=JobState.RUNNING if j.start is not None else JobState.PENDING,
+                submit_time=j.submit,
+                start_time=j.start,
+                time_limit=WALLTIME,
+                workers=1 if j.connected else 0,
+                idle=j.connected and j.task_until is None,
+                retiring=j.retiring,
+            )
+            for j in self.jobs.values()
+            if j.live
+        )
+        decision, self.state = decide(
+            ClusterSnapshot(self.target(), views), self.state, self.now, self.params
+        )
+        self.submit(decision.submit)
+        for name in (*decision.cancel, *decision.retire):
+            job = self.jobs[name]
+            if job.start is None:
+                job.end = self.now  # cancelled while pending: never charged
+            else:
+                job.retiring = True
+
+    def tick_baseline(self) -> None:
+        target = min(self.target(), NODES)
+        planned = [j for j in self.jobs.values() if j.live and not j.retiring]
+        if target > len(planned):
+            self.below_target_ticks = 0
+            self.submit(target - len(planned))
+            return
+        if target < len(planned):
+            self.below_target_ticks += 1
+        else:
+            self.below_target_ticks = 0
+        if self.below_target_ticks < 3:
+            return
+        surplus = len(planned) - target
+        not_arrived = [j for j in planned if not j.connected]
+        for job in not_arrived[:surplus]:
+            job.end = self.now if job.start is None else self.now
+        surplus -= min(surplus, len(not_arrived))
+        idle = [j for j in planned if j.connected and j.task_until is None]
+        for job in idle[:surplus]:
+            job.end = self.now
+
+    # -- the run --------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        arrivals = []
+        t = 0.0
+        for tasks, gap in BURSTS:
+            arrivals.append((t + gap, tasks))
+        # bursts arrive when the previous one is done plus its gap
+        pending_bursts = list(BURSTS)
+        next_burst_at: float | None = 0.0
+        total = sum(n for n, _ in BURSTS)
+        while self.done_tasks < total and self.now < 48 * 3600:
+            if next_burst_at is not None and self.now >= next_burst_at:
+                tasks, _ = pending_bursts.pop(0)
+                self.queued_tasks += tasks
+                next_burst_at = None
+            busy = self.queued_tasks or any(j.task_until for j in self.jobs.values() if j.live)
+            if next_burst_at is None and not busy and pending_bursts:
+                next_burst_at = self.now + pending_bursts[0][1]
+            self.step_world()
+            if self.policy == "hpcdask":
+                self.tick_hpcdask()
+            else:
+                self.tick_baseline()
+            self.now += TICK
+        makespan = self.now
+        # let the policy give everything back, as a session would at its end
+        for _ in range(int(600 / TICK)):
+            self.step_world()
+            self.tick_hpcdask() if self.policy == "hpcdask" else self.tick_baseline()
+            self.now += TICK
+        charged = sum(
+            ((j.end if j.end is not None else self.now) - j.start) * CORES
+            for j in self.jobs.values()
+            if j.start is not None
+        )
+        busy_core_hours = total * TASK * CORES / 3600
+        return {
+            "policy": self.policy,
+            "makespan_hours": makespan / 3600,
+            "charged_core_hours": charged / 3600,
+            "busy_core_hours": busy_core_hours,
+            "efficiency": busy_core_hours / (charged / 3600),
+            "jobs_submitted": len(self.jobs),
+            "submit_commands": self.submissions,
+            "tasks_lost_to_walltime": self.lost_tasks,
+        }
+
+
+def time_decide(jobs: int = 10_000, repeat: int = 20) -> dict[str, float]:
+    views = tuple(
+        JobView(f"w-{i}", JobState.RUNNING, 0.0, float(i), 3600.0, 1, i % 3 == 0)
+        for i in range(jobs)
+    )
+    snapshot = ClusterSnapshot(6_000, views)
+    state = PolicyState(idle_since={f"w-{i}": 0.0 for i in range(0, jobs, 3)})
+    params = PolicyParams(maximum_jobs=20_000)
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        decide(snapshot, state, 1_000.0, params)
+        samples.append(time.perf_counter() - start)
+    return {"jobs": jobs, "median_ms": statistics.median(samples) * 1e3, "max_ms": max(samples) * 1e3}
+
+
+def main() -> dict[str, Any]:
+    results = {p: Sim(p).run() for p in ("hpcdask", "baseline")}
+    results["decide_10k"] = time_decide()
+    return results
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(main(), indent=2))
