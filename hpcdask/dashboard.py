@@ -277,10 +277,12 @@ class HPCPage:
     def __init__(self, plugin: HPCDashboard) -> None:
         from bokeh.layouts import column, row
         from bokeh.models import (
+            AdaptiveTicker,
             ColumnDataSource,
             DataTable,
             Div,
             Legend,
+            NumeralTickFormatter,
             TableColumn,
         )
         from bokeh.plotting import figure
@@ -292,7 +294,9 @@ class HPCPage:
         self.table = ColumnDataSource({name: [] for name in TABLE}, name="hpc-table")
         self.header = Div(text="", name="hpc-summary", sizing_mode="stretch_width")
 
-        def time_figure(title: str, y_label: str, name: str) -> Any:
+        def time_figure(
+            title: str, y_label: str, name: str, counts: bool = True
+        ) -> Any:
             fig = figure(
                 title=title,
                 name=name,
@@ -304,7 +308,12 @@ class HPCPage:
             )
             fig.yaxis.axis_label = y_label
             fig.y_range.start = 0
-            fig.add_layout(Legend(location="top_left"))
+            fig.y_range.range_padding = 0.15
+            if counts:  # whole jobs and workers: no ticks at 0.5
+                fig.yaxis.ticker = AdaptiveTicker(min_interval=1, num_minor_ticks=0)
+            legend = Legend(orientation="horizontal", location="top_left")
+            legend.background_fill_alpha = 0.7
+            fig.add_layout(legend, "above")
             return fig
 
         source = self.series
@@ -312,7 +321,7 @@ class HPCPage:
         for column_name, colour in (
             ("pending", "#e69f00"),
             ("running", "#009e73"),
-            ("failed", "#d55e00"),
+            ("failed", "#c00000"),
         ):
             jobs.step(
                 "time",
@@ -339,7 +348,8 @@ class HPCPage:
                 "time", bound, source=source, mode="after", line_width=1,
                 color="#999999", line_dash="dotted", legend_label="adaptive range",
             )  # fmt: skip
-        cost = time_figure("Core-hours charged", "core-hours", "hpc-cost")
+        cost = time_figure("Core-hours charged", "core-hours", "hpc-cost", False)
+        cost.yaxis.formatter = NumeralTickFormatter(format="0.[000]")
         cost.varea(
             x="time", y1=0, y2="core_hours", source=source, fill_alpha=0.25,
             fill_color="#cc79a7",
