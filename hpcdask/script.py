@@ -59,6 +59,11 @@ def worker_argv(
     ]
     if "--lifetime" not in opts.worker_extra_args:
         words += ["--lifetime", f"{worker_lifetime(opts.walltime)}s"]
+    if not {"--dashboard", "--dashboard-address"} & set(opts.worker_extra_args):
+        # a worker's own dashboard is out of reach on a compute node (the
+        # scheduler's shows every worker) and importing Bokeh for it doubles a
+        # worker's start-up time
+        words.append("--no-dashboard")
     if opts.local_directory:
         words += [
             "--local-directory",

@@ -50,6 +50,8 @@ def test_slurm_script() -> None:
     assert command[command.index("--nworkers") + 1] == "2"
     assert command[command.index("--memory-limit") + 1] == "8GiB"
     assert "--nanny" in command
+    assert "--no-dashboard" in command  # no Bokeh import in every worker
+    assert command[command.index("--lifetime") + 1] == "3300s"  # 1 h - 5 min
 
 
 def test_extra_and_skipped_directives() -> None:
