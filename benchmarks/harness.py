@@ -86,13 +86,26 @@ class ChargeSampler:
 
     def sample(self) -> None:
         out = subprocess.run(
-            ["/usr/bin/squeue", "--noheader", "--states=all", "--array",
-             f"--name={self.job_name}", "--format=%i|%T|%S|%e|%C"],
-            capture_output=True, text=True, check=False,
+            [
+                "/usr/bin/squeue",
+                "--noheader",
+                "--states=all",
+                "--array",
+                f"--name={self.job_name}",
+                "--format=%i|%T|%S|%e|%C",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         ).stdout
         for line in out.splitlines():
             job_id, state, start, end, cpus = line.split("|")
-            self.jobs[job_id] = {"state": state, "start": start, "end": end, "cpus": cpus}
+            self.jobs[job_id] = {
+                "state": state,
+                "start": start,
+                "end": end,
+                "cpus": cpus,
+            }
 
     def charged_core_seconds(self) -> float:
         """Sum over jobs that ran of cores x (end - start)."""
@@ -105,8 +118,11 @@ class ChargeSampler:
         return total
 
     def jobs_started(self) -> int:
-        return sum(1 for j in self.jobs.values() if _clock(j["start"]) is not None
-                   and j["state"] != "PENDING")
+        return sum(
+            1
+            for j in self.jobs.values()
+            if _clock(j["start"]) is not None and j["state"] != "PENDING"
+        )
 
 
 class WorkerSampler:
@@ -144,7 +160,9 @@ def wait_queue_empty(job_name: str, timeout: float = 60) -> None:
     while time.monotonic() < deadline:
         out = subprocess.run(
             ["/usr/bin/squeue", "--noheader", f"--name={job_name}", "--format=%i"],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         ).stdout.split()
         if not out:
             return

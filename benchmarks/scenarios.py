@@ -28,7 +28,9 @@ from benchmarks.harness import (
 LOGS = tempfile.mkdtemp(prefix="hpcdask-bench-logs-")
 
 
-def make_cluster(tool: str, job_name: str, walltime: str = "00:30:00", **extra: Any) -> Any:
+def make_cluster(
+    tool: str, job_name: str, walltime: str = "00:30:00", **extra: Any
+) -> Any:
     options: dict[str, Any] = dict(
         cores=1,
         processes=1,
@@ -56,7 +58,12 @@ def time_to_workers(tool: str, n: int = 32) -> dict[str, Any]:
     with counted_commands() as log:
         if tool == "localcluster":
             start = time.perf_counter()
-            with LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=":0") as cluster, Client(cluster) as client:
+            with (
+                LocalCluster(
+                    n_workers=n, threads_per_worker=1, dashboard_address=":0"
+                ) as cluster,
+                Client(cluster) as client,
+            ):
                 client.wait_for_workers(n, timeout=600)
                 elapsed = time.perf_counter() - start
             return {"seconds": elapsed}
@@ -68,7 +75,11 @@ def time_to_workers(tool: str, n: int = 32) -> dict[str, Any]:
             calls_up = count_calls(log)
         wait_queue_empty(job_name)
         calls = count_calls(log)
-    return {"seconds": elapsed, "calls_to_scale_up": dict(calls_up), "calls": dict(calls)}
+    return {
+        "seconds": elapsed,
+        "calls_to_scale_up": dict(calls_up),
+        "calls": dict(calls),
+    }
 
 
 def _sleep2(i: int) -> int:
@@ -76,7 +87,9 @@ def _sleep2(i: int) -> int:
     return i
 
 
-def bursty(tool: str, bursts: int = 2, tasks: int = 64, gap: float = 45.0) -> dict[str, Any]:
+def bursty(
+    tool: str, bursts: int = 2, tasks: int = 64, gap: float = 45.0
+) -> dict[str, Any]:
     """adapt(0..16 jobs); bursts of 64 x sleep(2) with 45 s idle after each."""
     job_name = f"bench-burst-{tool}"
     makespans = []
@@ -88,8 +101,12 @@ def bursty(tool: str, bursts: int = 2, tasks: int = 64, gap: float = 45.0) -> di
             with WorkerSampler(client) as workers:
                 for b in range(bursts):
                     t0 = time.perf_counter()
-                    futures = client.map(_sleep2, range(b * tasks, (b + 1) * tasks), pure=False)
-                    assert client.gather(futures) == list(range(b * tasks, (b + 1) * tasks))
+                    futures = client.map(
+                        _sleep2, range(b * tasks, (b + 1) * tasks), pure=False
+                    )
+                    assert client.gather(futures) == list(
+                        range(b * tasks, (b + 1) * tasks)
+                    )
                     makespans.append(time.perf_counter() - t0)
                     del futures
                     time.sleep(gap)
@@ -146,7 +163,10 @@ def walltime_rollover(tool: str, minutes: float = 4.0) -> dict[str, Any]:
         extra["worker_extra_args"] = ["--lifetime", "45s", "--lifetime-stagger", "5s"]
     killed = lost = 0
     with ChargeSampler(job_name) as charges:
-        with make_cluster(tool, job_name, walltime="00:01:00", **extra) as cluster, Client(cluster) as client:
+        with (
+            make_cluster(tool, job_name, walltime="00:01:00", **extra) as cluster,
+            Client(cluster) as client,
+        ):
             cluster.adapt(minimum_jobs=4, maximum_jobs=4)
             client.wait_for_workers(4, timeout=120)
             start = time.monotonic()
@@ -181,7 +201,11 @@ def walltime_rollover(tool: str, minutes: float = 4.0) -> dict[str, Any]:
     }
 
 
-SCENARIOS = {"time_to_workers": time_to_workers, "bursty": bursty, "walltime": walltime_rollover}
+SCENARIOS = {
+    "time_to_workers": time_to_workers,
+    "bursty": bursty,
+    "walltime": walltime_rollover,
+}
 
 
 def main() -> None:

@@ -11,9 +11,10 @@ of a busy HPC system and a notebook session's workload:
 - **Walltime**: one hour. A worker whose job reaches its walltime is killed and its
   running task is lost (re-queued); a worker given a lifetime retires when its
   lifetime ends, after its current task, and hands its results over.
-- **Workload**: 10,000 tasks of 10 minutes each (10,000 worker-tasks), in four
-  bursts of 4,000, 3,000, 2,000 and 1,000 tasks, separated by idle gaps of 15, 45
-  and 5 minutes (reading results, writing the next cell).
+- **Workload**: 10,000 worker-hours of tasks: 60,000 tasks of 10 minutes, in four
+  bursts of 24,000, 18,000, 12,000 and 6,000 tasks; each burst starts 15, 45 and
+  5 minutes after the previous one finished (reading results, writing the next
+  cell). A burst on 2,000 nodes takes hours, so walltimes matter.
 - **Scheduler**: the target is distributed's ``adaptive_target`` rule: queued and
   running task-seconds over a 5-second target duration, at most one worker per
   task, capped at the cluster maximum.
@@ -48,7 +49,7 @@ STARTUP = 20.0
 WALLTIME = 3600.0
 LIFETIME = 3600.0 - 300.0
 TASK = 600.0
-BURSTS = [(4_000, 0.0), (3_000, 15 * 60.0), (2_000, 45 * 60.0), (1_000, 5 * 60.0)]
+BURSTS = [(24_000, 0.0), (18_000, 15 * 60.0), (12_000, 45 * 60.0), (6_000, 5 * 60.0)]
 TARGET_DURATION = 5.0
 
 
@@ -80,6 +81,8 @@ class Sim:
     done_tasks: int = 0
     submissions: int = 0
     counter: int = 0
+    live: list[SimJob] = field(default_factory=list)
+    burst_times: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -102,20 +105,22 @@ class Sim:
             name = f"j{self.counter}"
             self.counter += 1
             lifetime = LIFETIME if self.policy == "hpcdask" else None
-            self.jobs[name] = SimJob(name, self.now, self.now + wait, lifetime=lifetime)
-
-    def running(self) -> list[SimJob]:
-        return [j for j in self.jobs.values() if j.live and j.start is not None]
+            job = SimJob(name, self.now, self.now + wait, lifetime=lifetime)
+            self.jobs[name] = job
+            self.live.append(job)
 
     def step_world(self) -> None:
         now = self.now
-        running = sum(1 for j in self.running())
-        for job in sorted(self.jobs.values(), key=lambda j: j.ready_at):
-            if job.live and job.start is None and job.ready_at <= now and running < NODES:
-                job.start = now
-                running += 1
-        for job in self.jobs.values():
-            if not job.live or job.start is None:
+        self.live = [j for j in self.live if j.live]
+        running = sum(1 for j in self.live if j.start is not None)
+        waiting = sorted(
+            (j for j in self.live if j.start is None and j.ready_at <= now),
+            key=lambda j: j.ready_at,
+        )
+        for job in waiting[: max(NODES - running, 0)]:
+            job.start = now
+        for job in self.live:
+            if job.start is None:
                 continue
             if not job.connected and now >= job.start + STARTUP:
                 job.connected = True
@@ -134,15 +139,21 @@ class Sim:
             if job.retiring and job.task_until is None:
                 job.end = now
                 continue
-            if job.connected and job.task_until is None and self.queued_tasks and not job.retiring:
+            if (
+                job.connected
+                and job.task_until is None
+                and self.queued_tasks
+                and not job.retiring
+            ):
                 self.queued_tasks -= 1
                 job.task_until = now + TASK
 
     def target(self) -> int:
-        processing = sum(1 for j in self.jobs.values() if j.live and j.task_until is not None)
-        occupancy = self.queued_tasks * TASK + sum(
-            (j.task_until or 0) - self.now for j in self.jobs.values() if j.live and j.task_until
-        )
+        working = [
+            j.task_until for j in self.live if j.live and j.task_until is not None
+        ]
+        processing = len(working)
+        occupancy = self.queued_tasks * TASK + sum(t - self.now for t in working)
         cpu = math.ceil(occupancy / TARGET_DURATION)
         return min(cpu, self.queued_tasks + processing)
 
@@ -159,7 +170,7 @@ class Sim:
                 idle=j.connected and j.task_until is None,
                 retiring=j.retiring,
             )
-            for j in self.jobs.values()
+            for j in self.live
             if j.live
         )
         decision, self.state = decide(
@@ -175,7 +186,7 @@ class Sim:
 
     def tick_baseline(self) -> None:
         target = min(self.target(), NODES)
-        planned = [j for j in self.jobs.values() if j.live and not j.retiring]
+        planned = [j for j in self.live if j.live and not j.retiring]
         if target > len(planned):
             self.below_target_ticks = 0
             self.submit(target - len(planned))
@@ -197,22 +208,22 @@ class Sim:
 
     # -- the run --------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        arrivals = []
-        t = 0.0
-        for tasks, gap in BURSTS:
-            arrivals.append((t + gap, tasks))
-        # bursts arrive when the previous one is done plus its gap
+        # each burst arrives its gap after the previous one finished
         pending_bursts = list(BURSTS)
         next_burst_at: float | None = 0.0
+        burst_start = 0.0
         total = sum(n for n, _ in BURSTS)
         while self.done_tasks < total and self.now < 48 * 3600:
             if next_burst_at is not None and self.now >= next_burst_at:
                 tasks, _ = pending_bursts.pop(0)
                 self.queued_tasks += tasks
                 next_burst_at = None
-            busy = self.queued_tasks or any(j.task_until for j in self.jobs.values() if j.live)
-            if next_burst_at is None and not busy and pending_bursts:
-                next_burst_at = self.now + pending_bursts[0][1]
+                burst_start = self.now
+            busy = self.queued_tasks or any(j.task_until for j in self.live if j.live)
+            if next_burst_at is None and not busy:
+                self.burst_times.append(self.now - burst_start)
+                if pending_bursts:
+                    next_burst_at = self.now + pending_bursts[0][1]
             self.step_world()
             if self.policy == "hpcdask":
                 self.tick_hpcdask()
@@ -234,6 +245,7 @@ class Sim:
         return {
             "policy": self.policy,
             "makespan_hours": makespan / 3600,
+            "burst_hours": [round(t / 3600, 3) for t in self.burst_times],
             "charged_core_hours": charged / 3600,
             "busy_core_hours": busy_core_hours,
             "efficiency": busy_core_hours / (charged / 3600),
@@ -256,7 +268,11 @@ def time_decide(jobs: int = 10_000, repeat: int = 20) -> dict[str, float]:
         start = time.perf_counter()
         decide(snapshot, state, 1_000.0, params)
         samples.append(time.perf_counter() - start)
-    return {"jobs": jobs, "median_ms": statistics.median(samples) * 1e3, "max_ms": max(samples) * 1e3}
+    return {
+        "jobs": jobs,
+        "median_ms": statistics.median(samples) * 1e3,
+        "max_ms": max(samples) * 1e3,
+    }
 
 
 def main() -> dict[str, Any]:
