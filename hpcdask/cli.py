@@ -365,7 +365,14 @@ def cmd_job_script(args: argparse.Namespace) -> int:
 
     opts = job_options_of(args)
     system = make_backend(opts).system
-    script = render_job_script(opts, system, args.scheduler_address, [f"{opts.name}-0"])
+    # as a cluster made here renders it: its workers start in this directory
+    script = render_job_script(
+        opts,
+        system,
+        args.scheduler_address,
+        [f"{opts.name}-0"],
+        workdir=os.getcwd(),
+    )
     sys.stdout.write(script)
     return 0
 

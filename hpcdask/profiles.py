@@ -31,7 +31,7 @@ naming it.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,8 +148,8 @@ def parse_profile(name: str, raw: object) -> Profile:
     for key, value in raw.items():
         option = str(key).replace("-", "_")
         if option not in known:
-            close = difflib.get_close_matches(option, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            close = _suggest(option, known)
+            hint = f"; did you mean {close!r}?" if close else ""
             raise InvalidOptionError(
                 f"{where}.{key}",
                 value,
@@ -178,3 +178,13 @@ def parse_profile(name: str, raw: object) -> Profile:
             )
         options[option] = value
     return Profile(name=name, system=system, description=description, options=options)
+
+
+def _suggest(key: str, known: Sequence[str]) -> str | None:
+    """The known key ``key`` was probably meant as: a close spelling ("queu"),
+    else one with the same first four letters ("wallclock" -> "walltime")."""
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        return close[0]
+    same_start = [k for k in known if len(key) >= 4 and k.startswith(key[:4])]
+    return same_start[0] if len(same_start) == 1 else None

@@ -1,0 +1,234 @@
+"""The installed ``hpcdask`` command against the real Slurm and a real cluster."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dask.config
+import pytest
+import yaml
+
+from hpcdask import PBSCluster, SLURMCluster
+from tests.integration.conftest import job_field
+
+pytestmark = pytest.mark.usefixtures("new_jobs")
+
+HPCDASK = str(Path(sys.executable).with_name("hpcdask"))
+
+
+def hpcdask(
+    *argv: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [HPCDASK, *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def queued_named(name: str) -> list[str]:
+    """Ids of the queued jobs named ``name`` (other users of this Slurm may be
+    submitting jobs of their own meanwhile)."""
+    out = subprocess.run(
+        ["squeue", "--noheader", f"--name={name}", "--format=%i"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    return sorted(out.split())
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def hung_kernel(tmp_path: Path) -> Iterator[str]:
+    """A notebook kernel's clusters, then the kernel hung (SIGSTOP): its jobs stay
+    queued and nothing will cancel them. Yields their job name.
+
+    Two jobs run (workers connected) and one waits in the ``down`` partition, all
+    with the same job name, unique to this test. (A killed kernel's running jobs
+    end by themselves once their workers lose the scheduler; its pending ones
+    stay: stopping it keeps the scene still while the test looks.)
+    """
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    script = textwrap.dedent(
+        f"""
+        import time
+        from distributed import Client
+        from hpcdask import SLURMCluster
+
+        common = dict(cores=1, memory="1GB", walltime="00:05:00", name={name!r},
+                      log_directory={str(tmp_path)!r},
+                      scheduler_options={{"dashboard_address": ":0"}})
+        cluster = SLURMCluster(**common)
+        waiting = SLURMCluster(queue="down", **common)
+        cluster.scale(2)
+        waiting.scale(1)
+        Client(cluster).wait_for_workers(2, timeout=60)
+        print("ready", flush=True)
+        time.sleep(600)
+        """
+    )
+    kernel = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert kernel.stdout is not None
+        assert kernel.stdout.readline().strip() == "ready"
+        kernel.send_signal(signal.SIGSTOP)
+        yield name
+    finally:
+        kernel.kill()  # no close(), no atexit: nothing of it cancels a job
+        kernel.wait(timeout=30)
+
+
+def test_jobs_and_cancel_the_jobs_of_a_hung_kernel(hung_kernel: str) -> None:
+    name = hung_kernel
+    left_behind = queued_named(name)
+    assert len(left_behind) == 3
+
+    listing = hpcdask("jobs", "--name", name)
+    assert listing.returncode == 0, listing.stderr
+    header, *rows = listing.stdout.splitlines()
+    assert header.split()[:5] == ["JOBID", "NAME", "STATE", "REASON", "NODE"]
+    jobs = {row.split()[0]: row.split() for row in rows}
+    assert sorted(jobs) == sorted(left_behind)
+    states = sorted((cells[2], cells[3]) for cells in jobs.values())
+    assert states == [("pending", "PartitionDown"), ("running", "-"), ("running", "-")]
+    assert {cells[1] for cells in jobs.values()} == {name}
+
+    dry = hpcdask("cancel", name, "--dry-run")
+    assert dry.returncode == 0 and dry.stdout.startswith("would cancel 3 job(s)")
+    assert queued_named(name) == left_behind  # nothing cancelled
+
+    cancel = hpcdask("cancel", name)
+    assert cancel.returncode == 0, cancel.stderr
+    assert cancel.stdout.startswith("cancelled 3 job(s) of ")
+    assert sorted(cancel.stdout.split(": ", 1)[1].split()) == sorted(left_behind)
+    wait_for(lambda: queued_named(name) == [])
+    assert {job_field(i, "JobState") for i in left_behind} == {"CANCELLED"}
+
+    again = hpcdask("jobs", "--name", name)
+    assert again.returncode == 0 and again.stdout.startswith("no queued jobs of ")
+    assert hpcdask("cancel", name).stdout.startswith("no queued jobs of ")
+
+
+def test_cancel_leaves_other_names_alone() -> None:
+    keep = f"keep-{uuid.uuid4().hex[:6]}"
+    with SLURMCluster(cores=1, memory="1GB", queue="down", name=keep) as cluster:
+        cluster.scale(jobs=1)
+        job_id = cluster.jobs()["job_id"][0]
+        assert queued_named(keep) == [job_id]
+        result = hpcdask("cancel", f"other-{uuid.uuid4().hex[:6]}")
+        assert result.returncode == 0
+        assert result.stdout.startswith("no queued jobs of ")
+        assert queued_named(keep) == [job_id]
+        listed = hpcdask("jobs", "--name", keep)
+        assert listed.stdout.splitlines()[1].split()[:4] == [
+            job_id, keep, "pending", "PartitionDown",
+        ]  # fmt: skip
+
+
+def test_profiles_and_job_script_from_a_config_file(tmp_path: Path) -> None:
+    config = {
+        "hpcdask": {
+            "profiles": {
+                "tiny": {
+                    "description": "1 core, 1 GB, 10 minutes",
+                    "system": "slurm",
+                    "queue": "debug",
+                    "cores": 1,
+                    "memory": "1GB",
+                    "walltime": "00:10:00",
+                    "log-directory": str(tmp_path / "logs"),
+                    "directives": ["--comment=hpcdask-cli-test"],
+                }
+            }
+        }
+    }
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(config))
+    env = {"DASK_CONFIG": str(tmp_path)}
+
+    listing = hpcdask("profiles", env=env)
+    assert listing.returncode == 0, listing.stderr
+    row = listing.stdout.splitlines()[1].split()
+    assert row[:8] == ["tiny", "slurm", "debug", "1", "1", "GB", "00:10:00", "1"]
+
+    script = hpcdask("job-script", "--profile", "tiny", env=env)
+    assert script.returncode == 0, script.stderr
+    # the same script a cluster from that profile submits, but the address
+    with (
+        dask.config.set({"hpcdask.profiles": config["hpcdask"]["profiles"]}),
+        SLURMCluster.from_profile("tiny") as cluster,
+    ):
+        address = cluster.scheduler.address
+        expected = cluster.job_script()
+    assert expected.replace(address, "tcp://SCHEDULER-ADDRESS:8786") == script.stdout
+    assert "#SBATCH --comment=hpcdask-cli-test" in script.stdout
+
+    # a profile with a typo is a one-line error naming it
+    config["hpcdask"]["profiles"]["tiny"]["wallclock"] = "1:00:00"  # type: ignore[index]
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(config))
+    bad = hpcdask("job-script", "--profile", "tiny", env=env)
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert bad.stderr.count("\n") == 1
+    assert "hpcdask.profiles.tiny.wallclock" in bad.stderr
+    assert "did you mean 'walltime'" in bad.stderr
+
+
+def test_config_writes_a_file_dask_reads(tmp_path: Path) -> None:
+    env = {"DASK_CONFIG": str(tmp_path)}
+    written = hpcdask("config", env=env)
+    assert written.returncode == 0
+    path = tmp_path / "hpcdask.yaml"
+    assert written.stdout == f"wrote {path}\n"
+    text = path.read_text()
+    # uncomment one option the way the header says, and the command sees it
+    text = text.replace("# hpcdask:\n", "hpcdask:\n").replace(
+        "#   profiles:\n#     small:\n", "  profiles:\n    small:\n"
+    )
+    for key in ("description", "system", "queue", "cores", "memory", "walltime"):
+        text = text.replace(f"#       {key}:", f"      {key}:", 1)
+    path.write_text(text)
+    listing = hpcdask("profiles", env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stdout.splitlines()[1].split()[:3] == ["small", "slurm", "shared"]
+    refused = hpcdask("config", env=env)
+    assert refused.returncode == 1 and "exists; use --force" in refused.stderr
+
+
+def test_jobs_and_cancel_through_the_pbs_commands() -> None:
+    name = f"pbs-{uuid.uuid4().hex[:6]}"
+    with PBSCluster(cores=1, memory="1GB", queue="down", name=name) as cluster:
+        cluster.scale(jobs=2)
+        ids = sorted(cluster.jobs()["job_id"])
+        listed = hpcdask("jobs", "--system", "pbs", "--name", name)
+        assert listed.returncode == 0, listed.stderr
+        rows = [line.split() for line in listed.stdout.splitlines()[1:]]
+        assert sorted(row[0] for row in rows) == ids
+        assert {(row[1], row[2]) for row in rows} == {(name, "pending")}
+        cancel = hpcdask("cancel", "--system", "pbs", name)
+        assert cancel.returncode == 0, cancel.stderr
+        assert sorted(cancel.stdout.split(": ", 1)[1].split()) == ids
+        wait_for(lambda: queued_named(name) == [])
+        assert {job_field(i, "JobState") for i in ids} == {"CANCELLED"}
