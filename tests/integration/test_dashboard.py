@@ -129,6 +129,10 @@ def test_hpc_page_shows_live_jobs_workers_and_cost(browser: BrowserContext) -> N
         assert later["time"][: n - 1] == first["time"][: n - 1]
         assert later["core_hours"][-1] > first["core_hours"][-1]
 
+        # the notebook's live widget: the cluster's event loop re-renders it
+        widget = cluster._widget()
+        assert "2 running, 0 pending, 0 failed" in widget.value
+
         # scaling up shows in the plots while the page is open
         cluster.scale(3)
         client.wait_for_workers(3, timeout=60)
@@ -137,6 +141,8 @@ def test_hpc_page_shows_live_jobs_workers_and_cost(browser: BrowserContext) -> N
                 .data.running) === 3""",
             timeout=30_000,
         )
+        # ... and in the widget, with nobody asking it to update
+        wait_for(lambda: "3 running, 0 pending, 0 failed" in widget.value)
         page.wait_for_timeout(1500)  # let the canvases repaint before the picture
         page.screenshot(path=str(ARTIFACTS / "dashboard-hpc.png"), full_page=True)
         assert errors == []
