@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hpcdask.cluster import HPCCluster, LocalBatchCluster, PBSCluster, SLURMCluster
+from hpcdask.cost import JobResources, Usage
 from hpcdask.errors import (
     BatchCommandError,
     HPCDaskError,
@@ -11,6 +12,7 @@ from hpcdask.errors import (
     JobSubmissionError,
 )
 from hpcdask.models import JobState
+from hpcdask.profiles import Profile, load_profile, profile_names
 
 __all__ = [
     "BatchCommandError",
@@ -18,10 +20,15 @@ __all__ = [
     "HPCDaskError",
     "InvalidOptionError",
     "JobFailedError",
+    "JobResources",
     "JobState",
     "JobSubmissionError",
     "LocalBatchCluster",
     "PBSCluster",
+    "Profile",
     "SLURMCluster",
+    "Usage",
+    "load_profile",
+    "profile_names",
 ]
 __version__ = "0.1.0"
