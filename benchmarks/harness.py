@@ -28,8 +28,8 @@ COMMANDS = ("sbatch", "squeue", "scancel", "scontrol", "qsub", "qstat", "qdel")
 def counted_commands() -> Iterator[Path]:
     """Put logging wrappers of the batch commands first on PATH; yields the log."""
     directory = Path(tempfile.mkdtemp(prefix="hpcdask-bench-bin-"))
-    log = directory / "calls.log"
-    log.touch()
+    # the log outlives the wrappers, to be read after the cluster closed
+    log = Path(tempfile.mkstemp(prefix="hpcdask-bench-calls-", suffix=".log")[1])
     for name in COMMANDS:
         real = shutil.which(name)
         if real is None:

@@ -143,9 +143,7 @@ class JobRecord:
 # -- adaptive scaling: what the policy sees, remembers and decides -------------------
 
 
-_NOT_WORKING = frozenset(
-    {JobState.SUBMITTING, JobState.PENDING, JobState.HELD, JobState.RUNNING}
-)
+_QUEUED = frozenset({JobState.SUBMITTING, JobState.PENDING, JobState.HELD})
 
 
 @dataclass(frozen=True)
@@ -168,8 +166,9 @@ class JobView:
 
     @property
     def is_pending(self) -> bool:
-        """Asked for but not yet working: queued, or started without a worker."""
-        return self.workers == 0 and self.state in _NOT_WORKING
+        """Waiting in the queue. A job that started but whose workers have not
+        connected yet is not pending: it is charged already and nearly there."""
+        return self.workers == 0 and self.state in _QUEUED
 
     def expires_at(self) -> float | None:
         if self.start_time is None or self.time_limit is None:

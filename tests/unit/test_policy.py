@@ -228,3 +228,12 @@ def test_decide_with_ten_thousand_jobs() -> None:
     # surplus of 4,000 jobs; the 3,334 idle ones go (its speed is a benchmark)
     assert len(decision.retire) == 3334
     assert decision.submit == 0 and decision.cancel == ()
+
+
+def test_a_starting_job_is_not_cancelled() -> None:
+    # started in the queue, workers not connected yet: charged already, keep it
+    starting = JobView("s", R, 50.0, 99.0, 3600.0, workers=0)
+    jobs = (job("a"), starting, job("q", P, submit=60))
+    decisions = run_ticks([(100, snap(1, *jobs)), (103, snap(1, *jobs))])
+    assert decisions[1].cancel == ("q",)
+    assert decisions[1].retire == ()
