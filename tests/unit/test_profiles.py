@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dask.config
 import pytest
+import yaml
 
 from hpcdask import HPCCluster, InvalidOptionError, PBSCluster, SLURMCluster
 from hpcdask.profiles import load_profile, load_profiles, profile_names
@@ -168,3 +171,16 @@ async def test_from_profile_builds_the_class_of_the_profile_system() -> None:
     async with SLURMCluster.from_profile("gpu-small", asynchronous=True) as cluster:
         assert "#SBATCH --gres=gpu:1" in cluster.job_script()
         assert cluster.usage().gpus_in_use == 0
+
+
+def test_the_documented_example_profiles_are_valid() -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "profiles.md"
+    block = re.search(r"```yaml\n(.*?)```", docs.read_text(), re.S)
+    assert block is not None
+    config = yaml.safe_load(block.group(1))
+    with dask.config.set({"hpcdask.profiles": config["hpcdask"]["profiles"]}):
+        assert profile_names() == ["gpu-small", "pbs-normal", "small"]
+        gpu = load_profile("gpu-small").job_options()
+        assert gpu.job_extra_directives == ("--gres=gpu:a100:1",)
+        assert gpu.job_script_prologue == ("module load cuda",)
+        assert load_profile("pbs-normal").job_options().processes == 6
