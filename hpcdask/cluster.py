@@ -258,9 +258,10 @@ class HPCCluster(SpecCluster):
         """
         try:
             port = self.scheduler_info["services"]["dashboard"]
-        except KeyError:
+            host = get_address_host(self.scheduler_address)
+        except (KeyError, ValueError):  # not started, or not connected yet
             return ""
-        return dashboard_link_for(get_address_host(self.scheduler_address), port)
+        return dashboard_link_for(host, port)
 
     @property
     def hpc_dashboard_link(self) -> str:
