@@ -54,7 +54,7 @@ def make_cluster(
 
 def time_to_workers(tool: str, n: int = 32) -> dict[str, Any]:
     """``scale(jobs=n)`` of one-core jobs until n workers are connected."""
-    job_name = f"bench-scale-{tool}"
+    job_name = f"bench-scale-{tool}-{os.getpid()}"
     with counted_commands() as log:
         if tool == "localcluster":
             start = time.perf_counter()
@@ -91,7 +91,7 @@ def bursty(
     tool: str, bursts: int = 2, tasks: int = 64, gap: float = 45.0
 ) -> dict[str, Any]:
     """adapt(0..16 jobs); bursts of 64 x sleep(2) with 45 s idle after each."""
-    job_name = f"bench-burst-{tool}"
+    job_name = f"bench-burst-{tool}-{os.getpid()}"
     makespans = []
     with counted_commands() as log, ChargeSampler(job_name) as charges:
         with make_cluster(tool, job_name) as cluster, Client(cluster) as client:
@@ -156,7 +156,7 @@ def walltime_rollover(tool: str, minutes: float = 4.0) -> dict[str, Any]:
     Each 6-second round makes 8 pieces of data and combines the previous round's:
     data must outlive the workers that made it.
     """
-    job_name = f"bench-wall-{tool}"
+    job_name = f"bench-wall-{tool}-{os.getpid()}"
     extra: dict[str, Any] = {}
     if tool == "dask-jobqueue":
         # as its docs recommend for walltime: a lifetime below it, staggered

@@ -29,11 +29,16 @@ class AdaptiveJobs:
     """
 
     def __init__(
-        self, cluster: HPCCluster, params: PolicyParams, interval: float
+        self,
+        cluster: HPCCluster,
+        params: PolicyParams,
+        interval: float,
+        target_duration: float = 5.0,
     ) -> None:
         self.cluster = cluster
         self.params = params
         self.interval = interval
+        self.base_target_duration = target_duration
         self.state = PolicyState(failures_forgiven_until=time.time())
         self.last_decision = ScaleDecision()
         self.ticks = 0
@@ -70,7 +75,7 @@ class AdaptiveJobs:
     async def tick(self) -> ScaleDecision:
         """One round: snapshot, decide, apply."""
         now = time.time()
-        snapshot = build_snapshot(self.cluster, now)
+        snapshot = build_snapshot(self.cluster, now, self.target_duration())
         decision, self.state = decide(snapshot, self.state, now, self.params)
         self.ticks += 1
         if decision.reason and decision.reason != self.last_decision.reason:
@@ -80,6 +85,16 @@ class AdaptiveJobs:
         if not decision.is_noop:
             await apply(self.cluster, decision)
         return decision
+
+    def target_duration(self) -> float:
+        """How soon the scheduler's backlog should be done, in seconds.
+
+        A new worker helps only with work still there when it arrives, so the
+        backlog is sized over twice the time recent jobs took from submission to
+        a connected worker (queue wait plus start-up), and never under the
+        configured ``distributed.adaptive.target-duration``.
+        """
+        return max(self.base_target_duration, 2 * arrival_latency(self.cluster))
 
     def forgive_failures(self) -> None:
         """Start counting failed starts afresh (the user asked for jobs again)."""
@@ -115,11 +130,23 @@ async def stop_and_wait(adaptive: AdaptiveJobs | None) -> None:
             await task
 
 
-def build_snapshot(cluster: HPCCluster, now: float) -> ClusterSnapshot:
+def arrival_latency(cluster: HPCCluster, recent: int = 20) -> float:
+    """Median seconds from submission to a connected worker, of recent jobs."""
+    latencies = sorted(
+        r.connected_time - r.submit_time
+        for r in list(cluster.table.records.values())[-recent:]
+        if r.connected_time is not None and r.submit_time is not None
+    )
+    return latencies[len(latencies) // 2] if latencies else 0.0
+
+
+def build_snapshot(
+    cluster: HPCCluster, now: float, target_duration: float = 5.0
+) -> ClusterSnapshot:
     """What the policy needs, from the in-process scheduler and the job table."""
     scheduler = cluster.scheduler
     assert scheduler is not None, "cluster has not started"
-    target = int(scheduler.adaptive_target())
+    target = int(scheduler.adaptive_target(target_duration=target_duration))
     # the scheduler's own worker list, not the (event-fed) job table, says which
     # workers exist and what they do right now
     workers_of: dict[str, list[Any]] = {}

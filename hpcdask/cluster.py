@@ -17,6 +17,7 @@ import os
 import time
 from typing import Any, ClassVar, TypeVar
 
+import dask.config
 from dask.utils import parse_bytes
 from distributed.comm.addressing import get_address_host
 from distributed.core import Status
@@ -327,6 +328,7 @@ class HPCCluster(SpecCluster):
         interval: str | float = "1s",
         idle_timeout: str | float | None = None,
         max_pending_jobs: int | None = None,
+        target_duration: str | float | None = None,
         **kwargs: Any,
     ) -> AdaptiveJobs:
         """Scale with the scheduler's load, in whole jobs, aware of the queue.
@@ -345,6 +347,10 @@ class HPCCluster(SpecCluster):
         max_pending_jobs
             the most jobs waiting in the queue at once
             (config ``hpcdask.adaptive.max-pending-jobs``).
+        target_duration
+            the shortest time the scheduler's backlog is sized to finish in
+            (``distributed.adaptive.target-duration``); it grows to twice the
+            observed time a new job takes to bring a worker.
         """
         if kwargs:
             raise TypeError(f"unexpected argument(s): {', '.join(sorted(kwargs))}")
@@ -383,7 +389,17 @@ class HPCCluster(SpecCluster):
         )
         if self._adaptive is not None:
             self._io_loop.add_callback(self._adaptive.stop)
-        self._adaptive = AdaptiveJobs(self, params, check_seconds("interval", interval))
+        self._adaptive = AdaptiveJobs(
+            self,
+            params,
+            check_seconds("interval", interval),
+            check_seconds(
+                "target_duration",
+                target_duration
+                if target_duration is not None
+                else dask.config.get("distributed.adaptive.target-duration", "5s"),
+            ),
+        )
         self._io_loop.add_callback(self._adaptive.start)
         return self._adaptive
 
