@@ -8,7 +8,12 @@ tests/artifacts/.
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -154,3 +159,77 @@ def test_hpc_page_shows_live_jobs_workers_and_cost(browser: BrowserContext) -> N
         status.click("a[href='hpc']")
         status.wait_for_function(PAGE_READY, arg=1, timeout=30_000)
         assert status.url == cluster.hpc_dashboard_link
+
+
+@pytest.fixture
+def jupyter_server(tmp_path: Path) -> Iterator[str]:
+    """A real Jupyter server with jupyter-server-proxy under a JupyterHub-style
+    prefix (no token: it listens on 127.0.0.1 only). Yields its base URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    home = tmp_path / "jupyter"
+    home.mkdir()
+    env = {
+        **os.environ,
+        "JUPYTER_RUNTIME_DIR": str(home),
+        "JUPYTER_CONFIG_DIR": str(home),
+        "JUPYTER_DATA_DIR": str(home),
+    }
+    server = subprocess.Popen(
+        [
+            sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
+            "--ip=127.0.0.1", f"--port={port}", f"--ServerApp.base_url={PREFIX}",
+            "--IdentityProvider.token=", "--ServerApp.password=",
+            f"--ServerApp.root_dir={home}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def answers() -> bool:
+            try:
+                with urllib.request.urlopen(f"{base}{PREFIX}api/status", timeout=2):
+                    return True
+            except OSError:
+                return server.poll() is not None  # died: fail below, not wait
+
+        wait_for(answers, timeout=60)
+        assert server.poll() is None, "the Jupyter server did not start"
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+PREFIX = "/user/ana/"
+
+
+def test_hpc_page_through_jupyter_server_proxy(
+    browser: BrowserContext, jupyter_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # as in a JupyterHub session: the link goes through the notebook server
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", PREFIX)
+    with (
+        SLURMCluster(cores=1, memory="1GB", walltime="00:10:00") as cluster,
+        Client(cluster) as client,
+    ):
+        port = cluster.scheduler_info["services"]["dashboard"]
+        assert cluster.dashboard_link == f"{PREFIX}proxy/{port}/status"
+        assert cluster.hpc_dashboard_link == f"{PREFIX}proxy/{port}/hpc"
+        cluster.scale(1)
+        client.wait_for_workers(1, timeout=60)
+
+        page = browser.new_page()
+        page.goto(jupyter_server + cluster.hpc_dashboard_link)
+        # the page's scripts and its websocket come through the proxy too
+        page.wait_for_function(PAGE_READY, arg=2, timeout=30_000)
+        n = read_page(page)["time"]
+        page.wait_for_function(PAGE_READY, arg=len(n) + 2, timeout=15_000)
+        data = read_page(page)
+        assert max(data["running"]) == 1
+        assert data["table_job_id"] == list(cluster.jobs()["job_id"])
+        assert page.url == jupyter_server + cluster.hpc_dashboard_link
