@@ -38,6 +38,7 @@ import atexit
 import contextlib
 import logging
 import os
+import pickle
 import sys
 import time
 import traceback
@@ -46,12 +47,12 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from distributed.diagnostics.plugin import SchedulerPlugin
+from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 
 from hpcdask.errors import HPCDaskError
 
 if TYPE_CHECKING:
-    from distributed import Scheduler
+    from distributed import Scheduler, Worker
     from mpi4py.MPI import Intracomm, Request
 
 logger = logging.getLogger(__name__)
@@ -668,6 +669,9 @@ class _Launcher:
             raise
         plugin = _ShutdownPlugin(scheduler, self.control, self.roles, options)
         scheduler.add_plugin(plugin)
+        await scheduler.register_worker_plugin(
+            None, pickle.dumps(_QuietClose()), _QuietClose.name, idempotent=True
+        )
         self.control.comm.bcast({"address": scheduler.address}, root=Roles.SCHEDULER)
 
         code = 0
@@ -706,10 +710,12 @@ class _Launcher:
                 control.abort(1)
 
             finished = asyncio.ensure_future(worker.finished())
-            await asyncio.wait({finished, exit_}, return_when=asyncio.FIRST_COMPLETED)
-            if exit_.done() and not finished.done():
-                # The scheduler closed without closing this worker: close it here.
-                await asyncio.wait_for(worker.close(), options.shutdown_timeout)
+            await asyncio.wait(
+                {finished, stop, exit_}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not finished.done():
+                # STOP (or EXIT): this rank closes its own worker
+                await self._close_worker(worker, finished)
             elif not stop.done():
                 # Left without a STOP: give a STOP in flight a moment to arrive.
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -727,6 +733,20 @@ class _Launcher:
         finally:
             for task in (stop, exit_):
                 task.cancel()
+
+    async def _close_worker(self, worker: Any, finished: asyncio.Future[Any]) -> None:
+        """Close this rank's worker (or nanny) the way its owner should.
+
+        A nanny is closed through itself, so it stops its worker process with a
+        message rather than the process closing under it; a worker closed from
+        the scheduler's side would race with its nanny's stop-queue thread.
+        """
+        timeout = self.options.shutdown_timeout / 2
+        await asyncio.wait_for(
+            worker.close(timeout=timeout, reason="hpcdask-mpi-shutdown"),
+            self.options.shutdown_timeout,
+        )
+        await asyncio.wait_for(finished, self.options.shutdown_timeout)
 
     async def _exit_code(self, exit_: asyncio.Future[tuple[bool, Any]]) -> int:
         try:
@@ -853,19 +873,81 @@ class _ShutdownPlugin(SchedulerPlugin):
             self.control.abort(1)
 
     async def before_close(self) -> None:
-        """Tell the worker ranks, close their workers, wait until all have left."""
+        """Quiesce the workers, have their ranks close them, wait until all left.
+
+        Each worker rank closes its own worker (or nanny) when it gets STOP;
+        workers that no rank owns (connected from elsewhere) are asked by the
+        scheduler.
+        """
         self.closing = True
         scheduler = self.scheduler
+        addresses = list(scheduler.workers)
+        # no heartbeat may be on its way when a worker closes its connections
+        await asyncio.gather(*(self._quiesce(a) for a in addresses))
         for rank in self.roles.workers:
             self.control.send(rank, _TAG_STOP, None)
-        for address in list(scheduler.workers):
-            scheduler.close_worker(address)
-        deadline = time.monotonic() + self.options.shutdown_timeout / 2
+        for address in addresses:
+            if address not in self._ranks:
+                scheduler.close_worker(address)
+        timeout = self.options.shutdown_timeout / 2
+        deadline = time.monotonic() + timeout
         while scheduler.workers and time.monotonic() < deadline:
             await asyncio.sleep(_POLL_INTERVAL)
         if scheduler.workers:
             logger.warning(
                 "%d worker(s) did not close within %gs; closing the scheduler anyway",
                 len(scheduler.workers),
-                self.options.shutdown_timeout / 2,
+                timeout,
             )
+
+    async def _quiesce(self, address: str) -> None:
+        rpc: Any = self.scheduler.rpc(address)
+        try:
+            await asyncio.wait_for(
+                rpc.hpcdask_mpi_quiesce(), self.options.shutdown_timeout / 4
+            )
+        except Exception as e:  # the worker will be closed all the same
+            logger.warning(
+                "could not quiesce worker %s before closing it: %r", address, e
+            )
+
+
+class _QuietClose(WorkerPlugin):
+    """Worker-side: stop calling the scheduler before the worker is closed.
+
+    A worker closing its connections while a heartbeat is on its way logs
+    "Failed to communicate with scheduler during heartbeat" with a traceback, a
+    race of :meth:`distributed.Worker.close`. The scheduler rank first asks each
+    worker to stop its heartbeats and waits for the last one, so nothing is in
+    flight when the worker closes.
+    """
+
+    name = "hpcdask-mpi-quiet-close"
+
+    def setup(self, worker: Worker) -> None:
+        self.worker = worker
+        self.in_flight: set[asyncio.Future[Any]] = set()
+        heartbeat: Any = worker.periodic_callbacks.get("heartbeat")
+        if heartbeat is not None:
+            beat = heartbeat.callback
+
+            async def tracked_heartbeat() -> None:
+                task = asyncio.ensure_future(beat())
+                self.in_flight.add(task)
+                try:
+                    await task
+                finally:
+                    self.in_flight.discard(task)
+
+            heartbeat.callback = tracked_heartbeat
+        worker.handlers["hpcdask_mpi_quiesce"] = self.quiesce
+
+    async def quiesce(self) -> str:
+        """Stop the periodic calls to the scheduler; wait for one in flight."""
+        for name in ("heartbeat", "keep-alive"):
+            callback: Any = self.worker.periodic_callbacks.get(name)
+            if callback is not None:
+                callback.stop()
+        if self.in_flight:
+            await asyncio.wait(set(self.in_flight))
+        return "OK"

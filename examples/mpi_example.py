@@ -1,0 +1,25 @@
+"""A Dask computation as one MPI job.
+
+    mpirun -np 4 python examples/mpi_example.py
+
+Rank 0 runs the Dask scheduler, ranks 2 and up run workers, and rank 1 carries on
+past ``initialize()`` as the client. When this script ends, the whole cluster
+shuts down and every rank exits with the script's exit code. The same script
+runs with ``mpirun -np 4 hpcdask-mpi run examples/mpi_example.py`` if the
+``initialize()`` line is left out.
+"""
+
+from __future__ import annotations
+
+import dask.array as da
+from distributed import Client
+
+from hpcdask.mpi import initialize
+
+initialize()
+
+with Client() as client:
+    x = da.random.RandomState(0).random((4000, 4000), chunks=(1000, 1000))
+    mean = (x + x.T).mean().compute()
+    workers = len(client.scheduler_info()["workers"])
+    print(f"mean of x + x.T = {mean:.4f}, computed by {workers} workers")
