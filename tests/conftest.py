@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import dask.config
 import pytest
 
 
+@pytest.fixture
+def log_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This test's job log directory; jobs are submitted from it."""
+    return tmp_path_factory.mktemp("logs")
+
+
 @pytest.fixture(autouse=True)
-def _fast_test_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    logs = tmp_path_factory.mktemp("logs")
+def _fast_test_config(log_directory: Path) -> Iterator[None]:
+    logs = log_directory
     settings = {
         "hpcdask.poll-interval": "0.5s",
         "distributed.scheduler.dashboard.address": ":0",

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -20,9 +21,17 @@ def run(*argv: str, check: bool = True) -> str:
     ).stdout
 
 
-def queued_job_ids() -> list[str]:
-    """Jobs Slurm still holds as pending, running or completing."""
-    return run("squeue", "--noheader", "--array", "--format=%i").split()
+def queued_job_ids(submitted_from: Path | None = None) -> list[str]:
+    """Jobs Slurm still holds as pending, running or completing; only those
+    submitted from ``submitted_from`` when given (hpcdask submits from the
+    cluster's log directory, one per test)."""
+    out = run("squeue", "--noheader", "--array", "--format=%i|%Z")
+    ids = []
+    for line in out.splitlines():
+        job_id, _, workdir = line.partition("|")
+        if submitted_from is None or Path(workdir) == submitted_from:
+            ids.append(job_id)
+    return ids
 
 
 @pytest.fixture(scope="session")
@@ -42,20 +51,18 @@ def slurm() -> None:
 
 
 @pytest.fixture
-def new_jobs(slurm: None) -> Iterator[Callable[[], list[str]]]:
-    """Yields a function listing the queued jobs the test submitted; fails the
-    test if any of them is still queued 20 s after it ends.
-
-    Jobs that were queued before the test are not the test's and are left alone.
+def new_jobs(slurm: None, log_directory: Path) -> Iterator[Callable[[], list[str]]]:
+    """Yields a function listing the queued jobs the test submitted (those
+    submitted from its log directory); fails the test if any of them is still
+    queued 20 s after it ends. Other jobs on the machine are left alone.
     """
-    before = set(queued_job_ids())
 
     def new() -> list[str]:
-        return sorted(set(queued_job_ids()) - before)
+        return sorted(queued_job_ids(log_directory))
 
     yield new
     deadline = time.monotonic() + 20
-    while (left := set(queued_job_ids()) - before) and time.monotonic() < deadline:
+    while (left := set(new())) and time.monotonic() < deadline:
         time.sleep(0.5)
     if left:
         run("scancel", *left, check=False)

@@ -8,6 +8,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import dask.array as da
 import pytest
@@ -164,18 +165,18 @@ async def test_async_cluster(new_jobs: NewJobs) -> None:
 
 
 def test_interpreter_exit_without_close_cancels_jobs(
-    tmp_path: object, new_jobs: NewJobs
+    log_directory: Path, new_jobs: NewJobs
 ) -> None:
     script = textwrap.dedent(
         """
         import dask.config
         from hpcdask import SLURMCluster
         dask.config.set({"hpcdask.slurm.scheduler-options": {"dashboard_address": ":0"}})
-        cluster = SLURMCluster(cores=1, memory="1GB")
+        cluster = SLURMCluster(cores=1, memory="1GB", log_directory=LOGS)
         cluster.scale(2)
         print(",".join(cluster.jobs()["job_id"]), flush=True)
         """
-    )
+    ).replace("LOGS", repr(str(log_directory)))
     out = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
@@ -185,5 +186,5 @@ def test_interpreter_exit_without_close_cancels_jobs(
     )
     ids = out.stdout.strip().split(",")
     assert len(ids) == 2
-    assert not set(ids) & set(new_jobs())
+    assert new_jobs() == []
     assert {job_field(i, "JobState") for i in ids} == {"CANCELLED"}
