@@ -5,7 +5,10 @@
     HPCDaskError                    base of everything below
     ├── BatchCommandError           a batch command (sbatch, qsub, squeue...) failed
     │   └── JobSubmissionError      the queue refused a job (bad partition, account...)
-    └── JobFailedError              a job ended before its workers connected
+    ├── JobFailedError              a job ended before its workers connected
+    ├── cli.CommandError            the ``hpcdask`` command cannot do what was asked
+    └── mpi.MPIClusterError         the MPI launcher failed
+        └── mpi.WorldTooSmallError  fewer than 3 ranks (also a ValueError)
 
 Bad arguments raise ``ValueError`` (subclass :class:`InvalidOptionError`), named
 after the argument, before anything is submitted.
