@@ -23,9 +23,10 @@ Two policies drive the same queue with the same random draws:
 
 - ``hpcdask``: :func:`hpcdask.policy.decide`, the code the clusters run.
 - ``baseline``: what distributed's default ``Adaptive`` does with dask-jobqueue:
-  ask for ``target - planned`` jobs, and when the target has been below the plan
-  for 3 ticks in a row, remove jobs not yet arrived first, then idle workers; no
-  walltime awareness (workers die at the walltime and are recreated after).
+  ask for ``target - planned`` jobs (one ``sbatch`` each), and when the target has
+  been below the plan for 3 ticks in a row, remove jobs not yet arrived first,
+  then idle workers; no walltime awareness (workers die at the walltime and are
+  recreated after).
 
 Also timed: one ``decide()`` call with 10,000 jobs in the table.
 """
@@ -99,7 +100,8 @@ class Sim:
     def submit(self, k: int) -> None:
         if k <= 0:
             return
-        self.submissions += 1
+        # hpcdask submits k jobs as one array; dask-jobqueue runs sbatch per job
+        self.submissions += 1 if self.policy == "hpcdask" else k
         for _ in range(k):
             wait = self.rng.lognormvariate(math.log(120.0), 1.0)
             name = f"j{self.counter}"
