@@ -329,6 +329,7 @@ class HPCCluster(SpecCluster):
         idle_timeout: str | float | None = None,
         max_pending_jobs: int | None = None,
         target_duration: str | float | None = None,
+        wait_count: int | None = None,
         **kwargs: Any,
     ) -> AdaptiveJobs:
         """Scale with the scheduler's load, in whole jobs, aware of the queue.
@@ -351,6 +352,9 @@ class HPCCluster(SpecCluster):
             the shortest time the scheduler's backlog is sized to finish in
             (``distributed.adaptive.target-duration``); it grows to twice the
             observed time a new job takes to bring a worker.
+        wait_count
+            as for distributed's ``Adaptive``: a surplus must last this many
+            intervals before queued jobs are cancelled (default: 2 s worth).
         """
         if kwargs:
             raise TypeError(f"unexpected argument(s): {', '.join(sorted(kwargs))}")
@@ -385,6 +389,11 @@ class HPCCluster(SpecCluster):
                 else cluster_setting("adaptive.idle-timeout", "3s"),
             ),
             # replacements start this long before a worker's lifetime ends
+            scale_down_delay=(
+                2.0
+                if wait_count is None
+                else wait_count * check_seconds("interval", interval)
+            ),
             replace_ahead=margin + cluster_setting("adaptive.startup-allowance", 15),
         )
         if self._adaptive is not None:

@@ -39,8 +39,11 @@ def test_grows_with_work_in_one_submission_and_gives_back_when_idle(
     new_jobs: NewJobs,
 ) -> None:
     with SLURMCluster(cores=1, memory="1GB") as cluster, Client(cluster) as client:
-        adaptive = cluster.adapt(minimum_jobs=0, maximum_jobs=4, idle_timeout=2)
+        adaptive = cluster.adapt(
+            minimum_jobs=0, maximum_jobs=4, idle_timeout=2, wait_count=3
+        )
         assert (adaptive.minimum, adaptive.maximum) == (0, 4)
+        assert adaptive.params.scale_down_delay == 3.0  # 3 intervals of 1 s
         time.sleep(2)
         assert new_jobs() == []  # no work, no jobs
         futures = client.map(sleep_and_return, range(40))
