@@ -267,17 +267,28 @@ def rank_of(name: object) -> int | None:
 
 
 class Control:
-    """The launcher's own messages, on a private duplicate of ``comm``.
+    """The launcher's own messages, on a private duplicate of the communicator.
 
     Everything is non-blocking or polled, so a dead peer turns into a timeout
-    rather than a hang.
+    rather than a hang. :meth:`connect` makes the duplicate; it is collective, so
+    every rank calls it once, after the scheduler's address is known (rank 0
+    starts its scheduler while the other ranks are still importing).
     """
 
-    def __init__(self, comm: Intracomm) -> None:
-        self.comm = comm.Dup()
-        self.rank: int = self.comm.Get_rank()
-        self.size: int = self.comm.Get_size()
+    def __init__(self, world: Intracomm) -> None:
+        self.world = world
+        self.rank: int = world.Get_rank()
+        self.size: int = world.Get_size()
+        self._comm: Intracomm | None = None
         self._sends: list[Request] = []
+
+    def connect(self) -> None:
+        self._comm = self.world.Dup()
+
+    @property
+    def comm(self) -> Intracomm:
+        assert self._comm is not None, "Control.connect() first"
+        return self._comm
 
     def send(self, dest: int, tag: int, value: object) -> None:
         self._sends.append(self.comm.isend(value, dest=dest, tag=tag))
@@ -288,23 +299,10 @@ class Control:
             return True, self.comm.recv(source=source, tag=tag)
         return False, None
 
-    async def wait(
-        self, source: int, tag: int, timeout: float | None
-    ) -> tuple[bool, Any]:
-        """Wait for a message without blocking the event loop."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            found, value = self.receive(source, tag)
-            if found:
-                return True, value
-            if deadline is not None and time.monotonic() >= deadline:
-                return False, None
-            await asyncio.sleep(_POLL_INTERVAL)
-
     def wait_blocking(
         self, source: int, tag: int, timeout: float | None
     ) -> tuple[bool, Any]:
-        """As :meth:`wait`, for code outside an event loop."""
+        """Wait for a message from ``source``, for code outside an event loop."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             found, value = self.receive(source, tag)
@@ -331,7 +329,44 @@ class Control:
             with contextlib.suppress(Exception):
                 handler.flush()
         sys.stderr.flush()
-        self.comm.Abort(code or 1)
+        self.world.Abort(code or 1)
+
+
+class Mailbox:
+    """Messages from one rank, as futures by tag, for code in an event loop.
+
+    One task polls for all tags, so an idle rank wakes up once per poll
+    interval however many messages it waits for.
+    """
+
+    def __init__(self, control: Control, source: int) -> None:
+        self.control = control
+        self.source = source
+        self._futures: dict[int, asyncio.Future[Any]] = {}
+        self._task = asyncio.ensure_future(self._poll())
+
+    def future(self, tag: int) -> asyncio.Future[Any]:
+        """Resolves to the first message with ``tag``."""
+        if tag not in self._futures:
+            self._futures[tag] = asyncio.get_running_loop().create_future()
+        return self._futures[tag]
+
+    async def _poll(self) -> None:
+        from mpi4py import MPI
+
+        comm = self.control.comm
+        status = MPI.Status()
+        while True:
+            while comm.iprobe(source=self.source, tag=MPI.ANY_TAG, status=status):
+                tag = status.Get_tag()
+                value = comm.recv(source=self.source, tag=tag)
+                future = self.future(tag)
+                if not future.done():
+                    future.set_result(value)
+            await asyncio.sleep(_POLL_INTERVAL)
+
+    def close(self) -> None:
+        self._task.cancel()
 
 
 # -- public API ----------------------------------------------------------------------
@@ -651,55 +686,59 @@ class _Launcher:
             self.control.abort(1)
 
     def _receive_address(self) -> str:
-        message: dict[str, str] = self.control.comm.bcast(None, root=Roles.SCHEDULER)
+        """The scheduler's address from rank 0; then the private communicator."""
+        control = self.control
+        message: dict[str, str] = control.world.bcast(None, root=Roles.SCHEDULER)
         if "error" in message:
             # rank 0 has reported it and is ending the job
-            self.control.abort(1)
+            control.abort(1)
+        control.connect()
         return message["address"]
 
     async def _run_scheduler(self) -> int:
         from distributed import Scheduler
 
         options = self.options
+        control = self.control
         try:
             scheduler = await Scheduler(**options.scheduler_kwargs())
         except Exception as e:
             # release the other ranks from the broadcast before ending the job
-            self.control.comm.bcast({"error": repr(e)}, root=Roles.SCHEDULER)
+            control.world.bcast({"error": repr(e)}, root=Roles.SCHEDULER)
             raise
-        plugin = _ShutdownPlugin(scheduler, self.control, self.roles, options)
-        scheduler.add_plugin(plugin)
+        scheduler.add_plugin(_ShutdownPlugin(scheduler, control, self.roles, options))
         await scheduler.register_worker_plugin(
             None, pickle.dumps(_QuietClose()), _QuietClose.name, idempotent=True
         )
-        self.control.comm.bcast({"address": scheduler.address}, root=Roles.SCHEDULER)
+        control.world.bcast({"address": scheduler.address}, root=Roles.SCHEDULER)
+        control.connect()
 
         code = 0
         client = self.roles.client
         if client is not None:
-            done = asyncio.ensure_future(self.control.wait(client, _TAG_DONE, None))
+            mailbox = Mailbox(control, client)
+            done = mailbox.future(_TAG_DONE)
             closed = asyncio.ensure_future(scheduler.finished())
+            # The script may shut the scheduler down itself and still run on.
             await asyncio.wait({done, closed}, return_when=asyncio.FIRST_COMPLETED)
-            if not done.done():
-                # The script shut the scheduler down itself; it still runs.
-                await done
+            code = int(await done)
+            mailbox.close()
             closed.cancel()
-            code = int(done.result()[1])
             await scheduler.close(reason="hpcdask-mpi: the client script ended")
         else:
             await scheduler.finished()
         for rank in range(1, self.roles.size):
-            self.control.send(rank, _TAG_EXIT, code)
-        self.control.flush(options.failure_timeout)
+            control.send(rank, _TAG_EXIT, code)
+        control.flush(options.failure_timeout)
         return code
 
     async def _run_worker(self, address: str) -> int:
         options = self.options
         control = self.control
         cls, kwargs = options.worker_spec(self.rank)
-
-        stop = asyncio.ensure_future(control.wait(Roles.SCHEDULER, _TAG_STOP, None))
-        exit_ = asyncio.ensure_future(control.wait(Roles.SCHEDULER, _TAG_EXIT, None))
+        mailbox = Mailbox(control, Roles.SCHEDULER)
+        stop = mailbox.future(_TAG_STOP)
+        exit_ = mailbox.future(_TAG_EXIT)
         try:
             try:
                 worker = await cls(address, **kwargs)
@@ -731,8 +770,7 @@ class _Launcher:
                     control.abort(1)
             return await self._exit_code(exit_)
         finally:
-            for task in (stop, exit_):
-                task.cancel()
+            mailbox.close()
 
     async def _close_worker(self, worker: Any, finished: asyncio.Future[Any]) -> None:
         """Close this rank's worker (or nanny) the way its owner should.
@@ -748,9 +786,9 @@ class _Launcher:
         )
         await asyncio.wait_for(finished, self.options.shutdown_timeout)
 
-    async def _exit_code(self, exit_: asyncio.Future[tuple[bool, Any]]) -> int:
+    async def _exit_code(self, exit_: asyncio.Future[Any]) -> int:
         try:
-            _, code = await asyncio.wait_for(
+            code = await asyncio.wait_for(
                 asyncio.shield(exit_), self.options.shutdown_timeout
             )
         except asyncio.TimeoutError:
