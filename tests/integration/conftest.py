@@ -69,6 +69,17 @@ def new_jobs(slurm: None, log_directory: Path) -> Iterator[Callable[[], list[str
         pytest.fail(f"jobs left in the queue after the test: {sorted(left)}")
 
 
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition"
+) -> None:
+    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.2)
+
+
 def job_field(job_id: str, field: str) -> str:
     """One field of ``scontrol -o show job`` (ended jobs stay for MinJobAge).
 

@@ -10,18 +10,11 @@ from distributed import Client, wait
 
 from hpcdask import SLURMCluster
 from hpcdask.runner import SubprocessRunner
+from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.usefixtures("new_jobs")
 
 NewJobs = Callable[[], list[str]]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.25)
 
 
 def sleep_and_return(x: int) -> int:

@@ -7,9 +7,8 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import dask.config
@@ -17,7 +16,7 @@ import pytest
 import yaml
 
 from hpcdask import PBSCluster, SLURMCluster
-from tests.integration.conftest import job_field
+from tests.integration.conftest import job_field, wait_for
 
 pytestmark = pytest.mark.usefixtures("new_jobs")
 
@@ -47,14 +46,6 @@ def queued_named(name: str) -> list[str]:
         timeout=60,
     ).stdout
     return sorted(out.split())
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.2)
 
 
 @pytest.fixture

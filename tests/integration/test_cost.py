@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import pytest
 from distributed import Client
 
 from hpcdask import SLURMCluster
-from tests.integration.conftest import job_field
+from tests.integration.conftest import job_field, wait_for
 
 pytestmark = pytest.mark.usefixtures("new_jobs")
 
@@ -17,14 +16,6 @@ pytestmark = pytest.mark.usefixtures("new_jobs")
 def slurm_time(job_id: str, field: str) -> float:
     """StartTime / EndTime as Slurm prints them (local time, whole seconds)."""
     return time.mktime(time.strptime(job_field(job_id, field), "%Y-%m-%dT%H:%M:%S"))
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.2)
 
 
 def test_usage_is_slurms_start_to_end_times_the_cores() -> None:

@@ -12,9 +12,8 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from distributed import Client
 from playwright.sync_api import BrowserContext, Page, sync_playwright
 
 from hpcdask import SLURMCluster
+from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.usefixtures("new_jobs")
 
@@ -76,14 +76,6 @@ def browser(tmp_path: Path) -> Iterator[BrowserContext]:
             yield context
         finally:
             context.close()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.2)
 
 
 def read_page(page: Page) -> dict[str, Any]:

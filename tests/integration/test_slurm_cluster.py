@@ -6,7 +6,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,19 +14,11 @@ import pytest
 from distributed import Client
 
 from hpcdask import JobFailedError, JobSubmissionError, SLURMCluster
-from tests.integration.conftest import job_field
+from tests.integration.conftest import job_field, wait_for
 
 pytestmark = pytest.mark.usefixtures("new_jobs")
 
 NewJobs = Callable[[], list[str]]
-
-
-def wait_for(predicate: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.2)
 
 
 def test_four_workers_compute_and_close_leaves_nothing(new_jobs: NewJobs) -> None:
