@@ -18,8 +18,10 @@ Shutdown is coordinated over MPI, on a private duplicate of the communicator so
 it never mixes with a script's own messages:
 
 1. the client rank closes the script's clients and sends DONE(code) to rank 0;
-2. rank 0 sends STOP to every worker rank (so they expect what follows), asks each
-   worker to close, waits until all have left, then closes the scheduler;
+2. rank 0 has every worker stop its heartbeats (so no call to the scheduler is on
+   its way when the worker closes), sends STOP to every worker rank, which then
+   closes its own worker or nanny, waits until all have left, and closes the
+   scheduler;
 3. rank 0 sends EXIT(code) to every other rank, and all ranks exit with ``code``.
 
 Nothing closes a connection the other side still uses, so a successful run
@@ -58,11 +60,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "ClusterOptions",
     "MPIClusterError",
     "RankWatch",
+    "Roles",
     "WorldTooSmallError",
     "initialize",
     "run",
+    "serve",
 ]
 
 #: ranks needed with a client rank: scheduler, client, one worker.
@@ -77,7 +82,7 @@ _POLL_INTERVAL = 0.02  # seconds between checks for control messages
 
 
 class MPIClusterError(HPCDaskError):
-    """The MPI cluster could not start (e.g. the scheduler rank failed)."""
+    """The MPI cluster cannot be set up as asked."""
 
 
 class WorldTooSmallError(MPIClusterError, ValueError):
@@ -565,8 +570,8 @@ def call_as_script(function: Callable[..., object], *args: object) -> int:
     return 0
 
 
-#: files whose frames are the launcher's, not the user's, at the top of a traceback.
 def _launcher_files() -> frozenset[str]:
+    """Files whose frames are the launcher's, not the user's, atop a traceback."""
     import runpy
 
     here = os.path.dirname(os.path.abspath(__file__))

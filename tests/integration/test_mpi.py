@@ -255,6 +255,29 @@ def test_nanny_workers_do_not_rerun_the_script(tmp_path: Path) -> None:
     assert unexpected_lines(done.stderr) == [], done.stderr
 
 
+def test_run_a_function_its_return_value_is_the_exit_code(tmp_path: Path) -> None:
+    write(
+        tmp_path / "mpi_jobs.py",
+        """
+        import sys
+        from distributed import Client
+
+        def main():
+            with Client() as client:
+                client.wait_for_workers(3, timeout=60)
+                workers = len(client.scheduler_info()["workers"])
+                print("workers", workers, "args", sys.argv[1:], flush=True)
+            return 4
+        """,
+    )
+    done = mpirun(
+        5, *HPCDASK_MPI, "run", "--no-dashboard", "mpi_jobs:main", "z", cwd=tmp_path
+    )
+    assert done.returncode == 4, done.stderr
+    assert "workers 3 args ['z']" in done.stdout
+    assert unexpected_lines(done.stderr) == [], done.stderr
+
+
 # -- too few ranks ---------------------------------------------------------------------
 
 

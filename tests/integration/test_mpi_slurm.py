@@ -30,7 +30,7 @@ def wait_until_ended(job_id: str, timeout: float) -> str:
 
 
 def test_mpi_job_script_runs_under_sbatch_with_the_scripts_exit_code(
-    tmp_path: Path, new_jobs: NewJobs
+    tmp_path: Path, log_directory: Path, new_jobs: NewJobs
 ) -> None:
     script = write(tmp_path / "analysis.py", COMPUTE + "\n    sys.exit(3)\n")
     with SLURMCluster(
@@ -40,7 +40,7 @@ def test_mpi_job_script_runs_under_sbatch_with_the_scripts_exit_code(
         walltime="00:05:00",
         queue="debug",
         job_name="hpcdask-mpi-test",
-        log_directory=str(tmp_path),
+        log_directory=str(log_directory),
         nanny=False,
     ) as cluster:
         text = cluster.mpi_job_script(
@@ -49,6 +49,7 @@ def test_mpi_job_script_runs_under_sbatch_with_the_scripts_exit_code(
     assert "#SBATCH --ntasks=4" in text
     batch = tmp_path / "analysis.sbatch"
     batch.write_text(text)
+    # submitted from the log directory, as hpcdask submits its jobs
     submitted = subprocess.run(
         ["sbatch", "--parsable", str(batch)],
         capture_output=True,
@@ -56,14 +57,18 @@ def test_mpi_job_script_runs_under_sbatch_with_the_scripts_exit_code(
         check=True,
         timeout=30,
         env=mpi_env(),  # the job inherits it: mpirun may run as root here
-        cwd=tmp_path,
+        cwd=log_directory,
     )
     job_id = submitted.stdout.strip().split(";")[0]
-    assert job_id in new_jobs()
-    state = wait_until_ended(job_id, timeout=150)
+    try:
+        assert job_id in new_jobs()
+        state = wait_until_ended(job_id, timeout=150)
+    finally:
+        if job_id in new_jobs():
+            subprocess.run(["scancel", job_id], check=False, timeout=30)
 
-    stdout = (tmp_path / f"hpcdask-mpi-test-{job_id}.out").read_text()
-    stderr = (tmp_path / f"hpcdask-mpi-test-{job_id}.err").read_text()
+    stdout = (log_directory / f"hpcdask-mpi-test-{job_id}.out").read_text()
+    stderr = (log_directory / f"hpcdask-mpi-test-{job_id}.err").read_text()
     assert f"total={999_999 * 1_000_000 // 2} workers=2 argv=['x']" in stdout, stderr
     assert state == "FAILED"  # Slurm's name for a non-zero exit
     assert job_field(job_id, "ExitCode") == "3:0"
