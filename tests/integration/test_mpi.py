@@ -162,6 +162,17 @@ COMPUTE = """
 """
 
 
+def test_importing_the_launcher_does_not_start_mpi() -> None:
+    code = (
+        "import sys, hpcdask.mpi, hpcdask.mpi_cli, hpcdask.mpi_script; "
+        "print('mpi4py.MPI' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
+
+
 # -- success and failure -------------------------------------------------------------
 
 

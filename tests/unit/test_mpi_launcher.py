@@ -1,13 +1,11 @@
 """The MPI launcher's pure parts: roles, the rank watch, exit codes, options, CLI.
 
-No MPI here: importing :mod:`hpcdask.mpi` must not initialize MPI, and none of
-these tests start a process. The launcher itself runs under a real ``mpirun`` in
-``tests/integration/test_mpi.py``.
+None of these tests start a process or MPI; the launcher itself runs under a
+real ``mpirun`` in ``tests/integration/test_mpi.py``.
 """
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -26,17 +24,6 @@ from hpcdask.mpi import (
     rank_of,
 )
 from hpcdask.mpi_cli import cluster_options, parse_args, resolve_target
-
-
-def test_importing_the_launcher_does_not_initialize_mpi() -> None:
-    code = (
-        "import sys, hpcdask.mpi, hpcdask.mpi_cli; print('mpi4py.MPI' in sys.modules)"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert out.stdout.strip() == "False"
-
 
 # -- roles ------------------------------------------------------------------------
 
