@@ -5,8 +5,8 @@
 Rank 0 runs the Dask scheduler, ranks 2 and up run workers, and rank 1 carries on
 past ``initialize()`` as the client. When this script ends, the whole cluster
 shuts down and every rank exits with the script's exit code. The same script
-runs with ``mpirun -np 4 hpcdask-mpi run examples/mpi_example.py`` if the
-``initialize()`` line is left out.
+also runs as ``mpirun -np 4 hpcdask-mpi run examples/mpi_example.py``, where
+the command has set the cluster up and ``initialize()`` does nothing.
 """
 
 from __future__ import annotations

@@ -474,6 +474,10 @@ def initialize(
     if _in_worker_subprocess():
         # A nanny's worker process re-imports the main script: it must not join.
         return False
+    if _client_launcher is not None:
+        # the script runs under `hpcdask-mpi run` (or called this twice): this is
+        # the client rank of a cluster that is already up
+        return True
     launcher = _Launcher(options, comm, with_client=True)
     if launcher.rank == Roles.CLIENT:
         launcher.start_client()
@@ -649,6 +653,10 @@ def _main_module_hidden() -> Iterator[None]:
         main.__dict__.update(saved)
 
 
+#: the launcher of this process when it is the client rank of a running cluster
+_client_launcher: _Launcher | None = None
+
+
 class _Launcher:
     """One rank's part: start its role, take part in the shutdown, exit code."""
 
@@ -812,6 +820,8 @@ class _Launcher:
         """Point ``distributed.Client()`` at the scheduler."""
         import dask.config
 
+        global _client_launcher
+        _client_launcher = self
         address = self._receive_address()
         dask.config.set({"scheduler-address": address})
         previous = sys.excepthook

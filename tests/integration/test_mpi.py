@@ -188,10 +188,12 @@ def test_run_a_script_computes_and_exits_silently(tmp_path: Path) -> None:
     assert unexpected_lines(done.stderr) == [], done.stderr
 
 
-def test_the_example_with_initialize_exits_zero_without_errors(tmp_path: Path) -> None:
-    done = mpirun(
-        4, sys.executable, str(REPO / "examples" / "mpi_example.py"), cwd=tmp_path
-    )
+@pytest.mark.parametrize("command", [[sys.executable], [*HPCDASK_MPI, "run"]])
+def test_the_example_exits_zero_without_errors(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """``python example.py`` (it calls initialize()) or ``hpcdask-mpi run``."""
+    done = mpirun(4, *command, str(REPO / "examples" / "mpi_example.py"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "computed by 2 workers" in done.stdout
     assert unexpected_lines(done.stderr) == [], done.stderr
