@@ -233,6 +233,12 @@ def resolve_target(
 
     def run_script() -> object:
         # as `python script.py`: its directory first on sys.path, argv[0] as given
+        if not os.path.isfile(name):
+            print(
+                f"hpcdask-mpi: can't open file {os.path.abspath(name)!r}: No such file",
+                file=sys.stderr,
+            )
+            return 2
         sys.path.insert(0, os.path.dirname(os.path.abspath(name)))
         runpy.run_path(name, run_name="__main__")
         return None

@@ -289,3 +289,11 @@ def test_resolve_a_function(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     function, argv = resolve_target(None, ["mpi_target_mod:App.main", "y"])
     assert argv == ["mpi_target_mod:App.main", "y"]
     assert function() == 7
+
+
+def test_a_missing_script_is_exit_code_2_with_a_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    function, _ = resolve_target(None, [str(tmp_path / "missing.py")])
+    assert function() == 2
+    assert "can't open file" in capsys.readouterr().err
