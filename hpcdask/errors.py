@@ -8,7 +8,7 @@
     ├── JobFailedError              a job ended before its workers connected
     ├── cli.CommandError            the ``hpcdask`` command cannot do what was asked
     └── mpi.MPIClusterError         the MPI launcher failed
-        └── mpi.WorldTooSmallError  fewer than 3 ranks (also a ValueError)
+        └── mpi.WorldTooSmallError  too few ranks: 3, or 2 to serve (a ValueError)
 
 Bad arguments raise ``ValueError`` (subclass :class:`InvalidOptionError`), named
 after the argument, before anything is submitted.
