@@ -141,6 +141,9 @@ def main() -> None:
     parser.add_argument("--only", default="time_to_workers,bursty,walltime,simulate")
     args = parser.parse_args()
     results: dict[str, Any] = {}
+    out_dir = HERE / "results"
+    out_dir.mkdir(exist_ok=True)
+    partial = out_dir / "adaptive-partial.json"
     for scenario in args.only.split(","):
         if scenario == "simulate":
             from benchmarks.simulate import main as simulate
@@ -151,9 +154,12 @@ def main() -> None:
         results[scenario] = {}
         for tool in TOOLS[scenario]:
             print(f"{scenario} / {tool} ...", flush=True)
-            results[scenario][tool] = run_scenario(scenario, tool)
-    out_dir = HERE / "results"
-    out_dir.mkdir(exist_ok=True)
+            try:
+                results[scenario][tool] = run_scenario(scenario, tool)
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                print(f"  failed: {e}", flush=True)
+                results[scenario][tool] = {"error": str(e)}
+            partial.write_text(json.dumps(results, indent=2))
     out = out_dir / f"adaptive-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(results, indent=2))
     print(table(results))

@@ -179,14 +179,21 @@ def walltime_rollover(tool: str, minutes: float = 4.0) -> dict[str, Any]:
                     results.append(client.submit(_combine, *previous, pure=False))
                 previous = layer
                 time.sleep(max(0.0, start + (r + 1) * 6 - time.monotonic()))
+            finished = True
             try:
-                totals = client.gather(results)
-                if not all(t == 8 * 100_004 for t in totals):
-                    lost += 1
-            except Exception as e:  # KilledWorker, or data lost for good
-                if type(e).__name__ == "KilledWorker":
+                # bounded: a run that cannot finish is reported, not waited for
+                wait(results, timeout=180)
+            except TimeoutError:
+                finished = False
+            for future in results:
+                if future.status == "finished":
+                    lost += future.result() != 8 * 100_004
+                elif (
+                    future.status == "error"
+                    and type(future.exception()).__name__ == "KilledWorker"
+                ):
                     killed += 1
-                else:
+                else:  # lost for good, or not done in time
                     lost += 1
             elapsed = time.monotonic() - start
             runs = client.run_on_scheduler(_executions)
@@ -197,6 +204,7 @@ def walltime_rollover(tool: str, minutes: float = 4.0) -> dict[str, Any]:
         "tasks_recomputed": sum(1 for n in runs.values() if n > 1),
         "killed_worker_errors": killed,
         "lost_results": lost,
+        "finished_in_time": finished,
         "jobs_started": charges.jobs_started(),
     }
 
