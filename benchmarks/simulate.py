@@ -222,7 +222,7 @@ class Sim:
                 next_burst_at = None
                 burst_start = self.now
             busy = self.queued_tasks or any(j.task_until for j in self.live if j.live)
-            if next_burst_at is None and not busy:
+            if next_burst_at is None and not busy and self.now > burst_start:
                 self.burst_times.append(self.now - burst_start)
                 if pending_bursts:
                     next_burst_at = self.now + pending_bursts[0][1]
@@ -232,6 +232,8 @@ class Sim:
             else:
                 self.tick_baseline()
             self.now += TICK
+        if len(self.burst_times) < len(BURSTS):
+            self.burst_times.append(self.now - burst_start)
         makespan = self.now
         # let the policy give everything back, as a session would at its end
         for _ in range(int(600 / TICK)):
