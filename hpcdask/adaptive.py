@@ -7,7 +7,6 @@ Ticks never overlap: the next one starts ``interval`` after the last one ended.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -96,14 +95,6 @@ class AdaptiveJobs:
         """
         return max(self.base_target_duration, 2 * arrival_latency(self.cluster))
 
-    def forgive_failures(self) -> None:
-        """Start counting failed starts afresh (the user asked for jobs again)."""
-        self.state = PolicyState(
-            surplus_since=self.state.surplus_since,
-            idle_since=self.state.idle_since,
-            failures_forgiven_until=time.time(),
-        )
-
     def _report_long_pending(self, now: float, after: float = 60.0) -> None:
         """Say once per job when it has been pending for long, and why."""
         for record in self.cluster.table.live():
@@ -120,14 +111,6 @@ class AdaptiveJobs:
                     now - record.submit_time,
                     record.reason or record.state.value,
                 )
-
-
-async def stop_and_wait(adaptive: AdaptiveJobs | None) -> None:
-    if adaptive is not None and adaptive._task is not None:
-        task = adaptive._task
-        adaptive.stop()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def arrival_latency(cluster: HPCCluster, recent: int = 20) -> float:

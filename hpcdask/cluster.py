@@ -77,9 +77,6 @@ class BatchJob(ProcessInterface):
         self.name = record.name
         self.status = Status.running
 
-    async def close(self) -> None:
-        await super().close()
-
     def __repr__(self) -> str:
         record = self.record
         return f"<BatchJob {self.name} job_id={record.job_id} {record.state.value}>"

@@ -37,11 +37,6 @@ class JobState(enum.Enum):
     def is_terminal(self) -> bool:
         return self in TERMINAL
 
-    @property
-    def is_active(self) -> bool:
-        """Holds or will hold resources: counts as capacity asked for."""
-        return self in ACTIVE
-
 
 #: States after which a job never runs again.
 TERMINAL: frozenset[JobState] = frozenset(
@@ -52,17 +47,6 @@ TERMINAL: frozenset[JobState] = frozenset(
         JobState.TIMEOUT,
         JobState.NODE_FAIL,
         JobState.GONE,
-    }
-)
-
-#: States of a job that is queued or holding an allocation.
-ACTIVE: frozenset[JobState] = frozenset(
-    {
-        JobState.SUBMITTING,
-        JobState.PENDING,
-        JobState.HELD,
-        JobState.RUNNING,
-        JobState.COMPLETING,
     }
 )
 
@@ -169,11 +153,6 @@ class JobView:
         """Waiting in the queue. A job that started but whose workers have not
         connected yet is not pending: it is charged already and nearly there."""
         return self.workers == 0 and self.state in _QUEUED
-
-    def expires_at(self) -> float | None:
-        if self.start_time is None or self.time_limit is None:
-            return None
-        return self.start_time + self.time_limit
 
 
 @dataclass(frozen=True)

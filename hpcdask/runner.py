@@ -13,8 +13,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from hpcdask.errors import BatchCommandError
-
 logger = logging.getLogger(__name__)
 
 
@@ -30,12 +28,6 @@ class Completed:
     @property
     def ok(self) -> bool:
         return self.returncode == 0
-
-    def check(self) -> Completed:
-        """Return self, or raise :class:`BatchCommandError` if it failed."""
-        if not self.ok:
-            raise BatchCommandError(self.argv, self.returncode, self.stderr)
-        return self
 
 
 class Runner(Protocol):
