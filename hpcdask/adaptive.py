@@ -11,6 +11,9 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from dask.utils import parse_timedelta
+
+from hpcdask.config import cluster_setting
 from hpcdask.models import ClusterSnapshot, JobState, JobView, ScaleDecision
 from hpcdask.policy import PolicyParams, PolicyState, decide
 
@@ -95,8 +98,12 @@ class AdaptiveJobs:
         """
         return max(self.base_target_duration, 2 * arrival_latency(self.cluster))
 
-    def _report_long_pending(self, now: float, after: float = 60.0) -> None:
-        """Say once per job when it has been pending for long, and why."""
+    def _report_long_pending(self, now: float) -> None:
+        """Say once per job when it has been pending for long, and why
+        (``hpcdask.adaptive.pending-report-after``, 60 s)."""
+        after = float(
+            parse_timedelta(cluster_setting("adaptive.pending-report-after", 60))
+        )
         for record in self.cluster.table.live():
             if (
                 record.name not in self._pending_reported

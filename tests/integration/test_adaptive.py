@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
+import dask.config
 import pytest
 from distributed import Client, wait
 
@@ -90,3 +92,25 @@ def test_walltime_rollover_keeps_results_and_capacity(new_jobs: NewJobs) -> None
         assert story == []
         first = jobs.iloc[0]
         assert first["state"] in ("completed", "cancelled")
+
+
+def test_pending_jobs_show_the_queues_reason_and_close_cancels_them(
+    new_jobs: NewJobs, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the "down" partition never starts jobs: they stay pending, with a reason
+    caplog.set_level(logging.WARNING, logger="hpcdask.adaptive")
+    with (
+        dask.config.set({"hpcdask.adaptive.pending-report-after": "2s"}),
+        SLURMCluster(cores=1, memory="1GB", queue="down") as cluster,
+    ):
+        cluster.adapt(minimum_jobs=2, maximum_jobs=2)
+        wait_for(lambda: len(new_jobs()) == 2, 30, "two queued jobs")
+        wait_for(
+            lambda: set(cluster.jobs()["reason"]) == {"PartitionDown"},
+            30,
+            "the queue's reason",
+        )
+        assert set(cluster.jobs()["state"]) == {"pending"}
+        wait_for(lambda: "PartitionDown" in caplog.text, 30, "the log to say why")
+        assert calls(cluster, "sbatch") == 1  # pending jobs count: not resubmitted
+    assert new_jobs() == []
