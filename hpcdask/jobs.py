@@ -135,12 +135,6 @@ class JobTable:
         """Jobs that are queued, running, or being submitted."""
         return [r for r in self.records.values() if not r.state.is_terminal]
 
-    def by_id(self, job_id: str) -> JobRecord | None:
-        for record in self.records.values():
-            if record.job_id == job_id:
-                return record
-        return None
-
     def job_of_worker(self, worker_name: str) -> JobRecord | None:
         """The job whose workers are called ``worker_name``.
 
