@@ -101,12 +101,14 @@ class AdaptiveJobs:
     def target_duration(self) -> float:
         """How soon the scheduler's backlog should be done, in seconds.
 
-        A new worker helps only with work still there when it arrives, so the
-        backlog is sized over twice the time recent jobs took from submission to
-        a connected worker (queue wait plus start-up), and never under the
-        configured ``distributed.adaptive.target-duration``.
+        A worker is worth starting when the backlog keeps it busy at least as
+        long as its start-up is charged, so the backlog is sized over the
+        observed time from a job's start to its connected worker, and never
+        under the configured ``distributed.adaptive.target-duration``. Queue
+        wait is not charged and does not count: jobs asked for in vain are
+        cancelled while still queued.
         """
-        return max(self.base_target_duration, 2 * arrival_latency(self.cluster))
+        return max(self.base_target_duration, startup_time(self.cluster))
 
     def _report_long_pending(self, now: float) -> None:
         """Say once per job when it has been pending for long, and why
@@ -130,14 +132,14 @@ class AdaptiveJobs:
                 )
 
 
-def arrival_latency(cluster: HPCCluster, recent: int = 20) -> float:
-    """Median seconds from submission to a connected worker, of recent jobs."""
-    latencies = sorted(
-        r.connected_time - r.submit_time
+def startup_time(cluster: HPCCluster, recent: int = 20) -> float:
+    """Median charged start-up of recent jobs: job start to connected worker."""
+    times = sorted(
+        r.connected_time - r.start_time
         for r in list(cluster.table.records.values())[-recent:]
-        if r.connected_time is not None and r.submit_time is not None
+        if r.connected_time is not None and r.start_time is not None
     )
-    return latencies[len(latencies) // 2] if latencies else 0.0
+    return times[len(times) // 2] if times else 0.0
 
 
 #: the most waiting tasks one tick looks at to count unmeasured work
