@@ -21,7 +21,9 @@ of a busy HPC system and a notebook session's workload:
 
 Two policies drive the same queue with the same random draws:
 
-- ``hpcdask``: :func:`hpcdask.policy.decide`, the code the clusters run.
+- ``hpcdask``: :func:`hpcdask.policy.decide`, the code the clusters run, told
+  the task duration once a task has finished (as the scheduler is); a job it
+  drains takes no new task.
 - ``baseline``: what distributed's default ``Adaptive`` does with dask-jobqueue:
   ask for ``target - planned`` jobs (one ``sbatch`` each), and when the target has
   been below the plan for 3 ticks in a row, remove jobs not yet arrived first,
@@ -92,6 +94,7 @@ class Sim:
             maximum_jobs=NODES,
             idle_timeout=60.0,
             replace_ahead=(WALLTIME - LIFETIME) + STARTUP + 2 * TICK,
+            lifetime_margin=WALLTIME - LIFETIME,
             max_pending_jobs=NODES,
         )
         self.below_target_ticks = 0
@@ -175,11 +178,18 @@ class Sim:
             for j in self.live
             if j.live
         )
+        # the scheduler knows how long tasks take once one has finished
+        timed = TASK if self.done_tasks else 0.0
         decision, self.state = decide(
-            ClusterSnapshot(self.target(), views), self.state, self.now, self.params
+            ClusterSnapshot(self.target(), views, task_duration=timed),
+            self.state,
+            self.now,
+            self.params,
         )
         self.submit(decision.submit)
-        for name in (*decision.cancel, *decision.retire):
+        # a drained job takes no new task and ends after its current one, as a
+        # retiring one does here
+        for name in (*decision.cancel, *decision.retire, *decision.drain):
             job = self.jobs[name]
             if job.start is None:
                 job.end = self.now  # cancelled while pending: never charged

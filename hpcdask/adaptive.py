@@ -11,6 +11,7 @@ import itertools
 import logging
 import math
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from dask.utils import parse_timedelta
@@ -202,7 +203,8 @@ def build_snapshot(
     for record in cluster.table.live():
         workers = workers_of.get(record.name, [])
         idle = bool(workers) and all(
-            not ws.processing and ws.status.name == "running" for ws in workers
+            not ws.processing and ws.status.name in ("running", "paused")
+            for ws in workers
         )
         state = record.state
         if state is JobState.PENDING and workers:
@@ -229,12 +231,43 @@ def build_snapshot(
         jobs=tuple(views),
         failed_starts=failed,
         last_start=max(starts) if starts else None,
+        task_duration=task_duration(scheduler),
     )
+
+
+def task_duration(scheduler: Any) -> float:
+    """The longest average run time of the kinds of tasks still to run (0: none
+    timed). One pass over the task prefixes, not the tasks."""
+    longest = 0.0
+    for prefix in scheduler.task_prefixes.values():
+        counts = prefix.state_counts
+        if any(counts[s] for s in ("waiting", "no-worker", "queued", "processing")):
+            longest = max(longest, prefix.duration_average)
+    return longest
+
+
+def drain(cluster: HPCCluster, jobs: Iterable[str]) -> None:
+    """Give no new task to the workers of ``jobs``: the scheduler sees them as
+    paused (as when a worker pauses itself under memory pressure). They finish
+    what they run; the policy retires them once idle, data handed over."""
+    scheduler = cluster.scheduler
+    assert scheduler is not None
+    names = set(jobs)
+    for ws in list(scheduler.workers.values()):
+        owner = cluster.table.job_of_worker(str(ws.name))
+        if owner is None or owner.name not in names or ws.status.name != "running":
+            continue
+        logger.info("draining worker %s of job %s", ws.name, owner.job_id)
+        scheduler.handle_worker_status_change(
+            "paused", ws, stimulus_id=f"hpcdask-drain-{time.time()}"
+        )
 
 
 async def apply(cluster: HPCCluster, decision: ScaleDecision) -> None:
     """Make the cluster's job list follow ``decision`` (one submission for all
     new jobs, one cancel command for all jobs that go)."""
+    if decision.drain:
+        drain(cluster, decision.drain)
     for name in (*decision.cancel, *decision.retire):
         if cluster.worker_spec.pop(name, None) is not None:
             cluster.retiring.add(name)

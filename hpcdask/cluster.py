@@ -392,6 +392,7 @@ class HPCCluster(SpecCluster):
                 else wait_count * check_seconds("interval", interval)
             ),
             replace_ahead=margin + cluster_setting("adaptive.startup-allowance", 15),
+            lifetime_margin=margin,
         )
         if self._adaptive is not None:
             self._io_loop.add_callback(self._adaptive.stop)

@@ -168,19 +168,25 @@ class ClusterSnapshot:
     jobs: tuple[JobView, ...]
     failed_starts: tuple[float, ...] = ()
     last_start: float | None = None
+    #: the longest average run time (s) of the kinds of tasks still to run; 0
+    #: when none has been timed yet
+    task_duration: float = 0.0
 
 
 @dataclass(frozen=True)
 class ScaleDecision:
     """What one tick does: submit ``submit`` new jobs (one submission), cancel the
-    jobs named in ``cancel`` (not yet running workers), and retire the workers of
-    the jobs in ``retire`` (their data handed over) before cancelling those."""
+    jobs named in ``cancel`` (not yet running workers), retire the workers of the
+    jobs in ``retire`` (their data handed over) before cancelling those, and give
+    no new task to the workers of the jobs in ``drain`` (too close to their end
+    to finish one)."""
 
     submit: int = 0
     cancel: tuple[str, ...] = ()
     retire: tuple[str, ...] = ()
+    drain: tuple[str, ...] = ()
     reason: str = ""
 
     @property
     def is_noop(self) -> bool:
-        return not (self.submit or self.cancel or self.retire)
+        return not (self.submit or self.cancel or self.retire or self.drain)

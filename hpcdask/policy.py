@@ -21,6 +21,14 @@ Rules, in order:
    ``idle_timeout`` seconds are retired (longest idle first), their data handed
    over. Jobs not counted as capacity (near their walltime) are retired once idle
    for ``idle_timeout`` too.
+5. Drain: a job whose workers' lifetime (``lifetime_margin`` before the walltime)
+   ends within twice the time its tasks take (``snapshot.task_duration``; twice,
+   because a worker holds one task beyond those it runs) gets no new task, and
+   is retired as soon as it is idle; its replacement is submitted that much
+   earlier. A task started on it would be lost at the lifetime (the worker
+   retires) or the walltime (the queue kills it) and run again elsewhere. Tasks
+   longer than a quarter of a job's lifetime cannot be helped this way and do not
+   drain.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ class PolicyParams:
     idle_timeout: float = 10.0
     scale_down_delay: float = 2.0
     replace_ahead: float = 60.0
+    lifetime_margin: float = 0.0
     max_failed_starts: int = 3
     failure_backoff: float = 5.0
 
@@ -92,7 +101,10 @@ def decide(
 
     One pass over the jobs (it runs every tick, with up to thousands of jobs).
     """
-    horizon = now + params.replace_ahead
+    # a worker holds a task beyond those it runs (distributed's worker
+    # saturation): the last one it gets may start a task's time after it
+    drain_ahead = 2 * snapshot.task_duration
+    horizon = now + params.replace_ahead + drain_ahead
     previous_idle = state.idle_since
     idle_since: dict[str, float] = {}
     pending_total = 0
@@ -100,6 +112,7 @@ def decide(
     pending: list[tuple[float, str]] = []  # (submit time, name) of capacity
     idle: list[tuple[float, str]] = []  # (seconds idle, name), past idle_timeout
     retire_expiring: list[str] = []
+    drain: list[str] = []
     for job in snapshot.jobs:
         if job.retiring:
             continue
@@ -112,8 +125,12 @@ def decide(
             idle_for = now - since
         start, limit = job.start_time, job.time_limit
         if start is not None and limit is not None and start + limit <= horizon:
-            # near its walltime: not capacity; once idle, it goes
-            if idle_for >= params.idle_timeout:
+            # near its walltime: not capacity
+            lifetime = limit - params.lifetime_margin
+            if 0 < drain_ahead < lifetime / 2 and start + lifetime - drain_ahead <= now:
+                # too close to its end to finish another task: drain, then go
+                (retire_expiring if job.idle else drain).append(job.name)
+            elif idle_for >= params.idle_timeout:
                 retire_expiring.append(job.name)
             continue
         capacity += 1
@@ -128,11 +145,18 @@ def decide(
         decision = _scale_up(
             snapshot, state, now, params, pending_total, wanted - capacity
         )
-        return replace(decision, retire=tuple(retire_expiring)), state
+        return replace(
+            decision, retire=tuple(retire_expiring), drain=tuple(drain)
+        ), state
     if wanted == capacity:
         state = PolicyState(None, idle_since, state.failures_forgiven_until)
         reason = "idle jobs near their walltime" if retire_expiring else ""
-        return ScaleDecision(retire=tuple(retire_expiring), reason=reason), state
+        if drain:
+            reason = f"drain {len(drain)} jobs too close to their end for a task"
+        decision = ScaleDecision(
+            retire=tuple(retire_expiring), drain=tuple(drain), reason=reason
+        )
+        return decision, state
 
     surplus = capacity - wanted
     surplus_since = state.surplus_since if state.surplus_since is not None else now
@@ -148,9 +172,12 @@ def decide(
         reasons.append(f"cancel {len(cancel)} pending (surplus of {surplus} jobs)")
     if retire:
         reasons.append(f"retire {len(retire)} idle for >= {params.idle_timeout:g} s")
+    if drain:
+        reasons.append(f"drain {len(drain)} jobs too close to their end for a task")
     decision = ScaleDecision(
         cancel=tuple(cancel),
         retire=(*retire, *retire_expiring),
+        drain=tuple(drain),
         reason="; ".join(reasons),
     )
     return decision, state

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import dask.config
 import pytest
@@ -92,6 +93,38 @@ def test_walltime_rollover_keeps_results_and_capacity(new_jobs: NewJobs) -> None
         assert story == []
         first = jobs.iloc[0]
         assert first["state"] in ("completed", "cancelled")
+
+
+def sleep_8(i: int) -> int:
+    time.sleep(8)
+    return i
+
+
+def started_per_key(dask_scheduler: Any) -> dict[str, int]:
+    """How many times each key was sent to a worker to run."""
+    counts: dict[str, int] = {}
+    for key, _start, finish, *_ in dask_scheduler.transition_log:
+        if finish == "processing":
+            counts[str(key)] = counts.get(str(key), 0) + 1
+    return counts
+
+
+def test_long_tasks_drain_workers_before_their_lifetime(new_jobs: NewJobs) -> None:
+    # workers live 45 s in 1-minute jobs; 8-s tasks started after 37 s would be
+    # cut at the lifetime and run again elsewhere: those workers get no new task
+    with (
+        SLURMCluster(cores=1, memory="1GB", walltime="00:01:00") as cluster,
+        Client(cluster) as client,
+    ):
+        cluster.adapt(minimum_jobs=1, maximum_jobs=2)
+        client.wait_for_workers(1, timeout=60)
+        futures = client.map(sleep_8, range(20), pure=False)
+        assert client.gather(futures) == list(range(20))
+        assert len(cluster.jobs()) >= 3  # at least one generation rolled over
+        started = client.run_on_scheduler(started_per_key)
+        assert len(started) == 20
+        assert [k for k, n in started.items() if n > 1] == []  # none run twice
+        del futures
 
 
 def test_pending_jobs_show_the_queues_reason_and_close_cancels_them(

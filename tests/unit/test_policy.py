@@ -39,8 +39,15 @@ def snap(
     *jobs: JobView,
     failed: tuple[float, ...] = (),
     last_start: float | None = None,
+    task_duration: float = 0.0,
 ) -> ClusterSnapshot:
-    return ClusterSnapshot(target, tuple(jobs), failed, last_start)
+    return ClusterSnapshot(target, tuple(jobs), failed, last_start, task_duration)
+
+
+# hour-long jobs whose workers retire 300 s before the walltime
+DRAIN = PolicyParams(
+    maximum_jobs=16, idle_timeout=10, replace_ahead=315, lifetime_margin=300
+)
 
 
 # (description, snapshot, now, params, expected decision fields)
@@ -132,6 +139,41 @@ TABLE = [
         106,
         PARAMS,
         {"submit": 2},
+    ),
+    (
+        "600-s tasks: 1200 s before the lifetime (3300 s), drain and replace",
+        snap(1, job("a", start=0), task_duration=600),
+        2100,
+        DRAIN,
+        {"submit": 1, "drain": ("a",)},
+    ),
+    (
+        "a drained job is retired as soon as it is idle",
+        snap(1, job("a", start=0, idle=True), job("b", start=2000), task_duration=600),
+        2200,
+        DRAIN,
+        {"retire": ("a",)},
+    ),
+    (
+        "replaced two tasks' time earlier, fed until they no longer fit",
+        snap(1, job("a", start=0), task_duration=600),
+        2090,
+        DRAIN,
+        {"submit": 1},
+    ),
+    (
+        "tasks over a quarter of a lifetime cannot be helped: no drain",
+        snap(1, job("a", start=0), task_duration=900),
+        3000,
+        DRAIN,
+        {"submit": 1},
+    ),
+    (
+        "untimed tasks: no drain",
+        snap(1, job("a", start=0)),
+        3290,
+        DRAIN,
+        {"submit": 1},
     ),
 ]
 
