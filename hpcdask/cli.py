@@ -44,8 +44,9 @@ from hpcdask.widget import format_bytes, format_duration
 
 __all__ = ["main"]
 
-#: what the job-script command puts where a cluster puts its scheduler's address.
-PLACEHOLDER_ADDRESS = "tcp://SCHEDULER-ADDRESS:8786"
+#: what the job-script command puts where a cluster puts its scheduler's host and
+#: port (after the protocol: tls:// by default).
+PLACEHOLDER_ADDRESS = "SCHEDULER-ADDRESS:8786"
 
 #: one line of help per job option, for ``hpcdask config``.
 OPTION_HELP: dict[str, str] = {
@@ -69,6 +70,8 @@ OPTION_HELP: dict[str, str] = {
     "job_extra_directives": "extra directive lines, e.g. --gres=gpu:1",
     "job_directives_skip": "directive lines containing these are left out",
     "log_directory": "job stdout/stderr (default ~/.hpcdask/logs)",
+    "shared_temp_directory": "TLS files for workers, 0700 (default: security/ "
+    "beside log_directory)",
     "nanny": "run workers under a nanny process",
     "protocol": "tcp:// or tls://",
     "scheduler_options": "extra arguments of the Scheduler",
@@ -362,15 +365,30 @@ def job_options_of(args: argparse.Namespace) -> JobOptions:
 def cmd_job_script(args: argparse.Namespace) -> int:
     from hpcdask.cluster import make_backend
     from hpcdask.script import render_job_script
+    from hpcdask.security import (
+        configured_security,
+        placeholder_security_args,
+        with_tls_protocol,
+    )
 
     opts = job_options_of(args)
     system = make_backend(opts).system
+    security_args: list[str] = []
+    if configured_security():
+        # TLS, as a cluster made here has it by default; each cluster writes
+        # its own credentials, so their directory's name is a placeholder
+        opts = with_tls_protocol(opts)
+        security_args = placeholder_security_args(opts)
+    address = (
+        args.scheduler_address or f"{opts.protocol or 'tcp://'}{PLACEHOLDER_ADDRESS}"
+    )
     # as a cluster made here renders it: its workers start in this directory
     script = render_job_script(
         opts,
         system,
-        args.scheduler_address,
+        address,
         [f"{opts.name}-0"],
+        security_args,
         workdir=os.getcwd(),
     )
     sys.stdout.write(script)
@@ -486,7 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="worker name prefix")
     p.add_argument("--directive", action="append", metavar="LINE",
                    help="an extra directive line (repeatable)")  # fmt: skip
-    p.add_argument("--scheduler-address", default=PLACEHOLDER_ADDRESS)
+    p.add_argument("--scheduler-address",
+                   help=f"default: tls://{PLACEHOLDER_ADDRESS}")  # fmt: skip
     p.set_defaults(run=cmd_job_script)
 
     p = commands.add_parser(

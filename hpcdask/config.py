@@ -60,6 +60,7 @@ DEFAULTS: dict[str, Any] = {
     "job_extra_directives": [],
     "job_directives_skip": [],
     "log_directory": None,  # ~/.hpcdask/logs
+    "shared_temp_directory": None,  # TLS credentials; <log_directory>/../security
     "nanny": True,
     "protocol": None,
     "scheduler_options": {},
@@ -111,6 +112,7 @@ class JobOptions:
     job_cpu: int | None = None
     job_mem: int | None = None
     resource_spec: str | None = None
+    shared_temp_directory: str | None = None
     worker_extra_args: tuple[str, ...] = ()
     job_script_prologue: tuple[str, ...] = ()
     job_script_epilogue: tuple[str, ...] = ()
@@ -223,14 +225,13 @@ def _validate(system: str, raw: dict[str, Any]) -> JobOptions:
     local_directory = raw["local_directory"]
     if local_directory is not None:
         shell_word("local_directory", local_directory)
-    log_directory = os.path.expanduser(
-        raw["log_directory"] or os.path.join("~", ".hpcdask", "logs")
+    log_directory = _check_path(
+        "log_directory", raw["log_directory"] or os.path.join("~", ".hpcdask", "logs")
     )
-    if not re.fullmatch(r"[A-Za-z0-9_./+@-]+", log_directory):
-        raise InvalidOptionError(
-            "log_directory",
-            log_directory,
-            "use a path of letters, digits and _ . / + @ - only",
+    shared_temp_directory = raw["shared_temp_directory"]
+    if shared_temp_directory is not None:
+        shared_temp_directory = _check_path(
+            "shared_temp_directory", shared_temp_directory
         )
     worker_command = raw["worker_command"]
     if not isinstance(worker_command, str) or not _MODULE.fullmatch(worker_command):
@@ -281,6 +282,7 @@ def _validate(system: str, raw: dict[str, Any]) -> JobOptions:
         job_cpu=_optional(check_positive_int, "job_cpu", raw["job_cpu"]),
         job_mem=_optional(parse_memory, "job_mem", raw["job_mem"]),
         resource_spec=resource_spec,
+        shared_temp_directory=shared_temp_directory,
         worker_extra_args=tuple(worker_extra_args),
         job_script_prologue=check_lines(
             "job_script_prologue", raw["job_script_prologue"]
@@ -296,6 +298,19 @@ def _validate(system: str, raw: dict[str, Any]) -> JobOptions:
         ),
         scheduler_options=dict(scheduler_options),
     )
+
+
+def _check_path(option: str, value: object) -> str:
+    """A directory this process writes and jobs read: ``~`` expanded here, then
+    only characters that mean the same to every shell and batch system."""
+    if not isinstance(value, str):
+        raise InvalidOptionError(option, value, "expected a path")
+    path = os.path.expanduser(value)
+    if not re.fullmatch(r"[A-Za-z0-9_./+@-]+", path):
+        raise InvalidOptionError(
+            option, path, "use a path of letters, digits and _ . / + @ - only"
+        )
+    return path
 
 
 def _split_words(arg: object) -> list[str]:
