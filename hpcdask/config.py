@@ -31,6 +31,7 @@ from hpcdask.validation import (
     check_lines,
     check_positive_int,
     check_seconds,
+    command_word,
     parse_memory,
     parse_walltime,
     shell_word,
@@ -206,7 +207,18 @@ def _validate(system: str, raw: dict[str, Any]) -> JobOptions:
         raise InvalidOptionError(
             "name", name, "use letters, digits, _ . - and plain $VARS only"
         )
-    job_name = raw["job_name"] or re.sub(r"[${}]", "", name) or "dask-worker"
+    job_name = raw["job_name"]
+    if not job_name:
+        job_name = re.sub(r"[${}]", "", name) or "dask-worker"
+        try:
+            check_identifier("job_name", job_name)
+        except InvalidOptionError:
+            raise InvalidOptionError(
+                "name",
+                name,
+                f"the job name made from it ({job_name!r}) must start with a "
+                "letter, digit or _; pass job_name to choose another",
+            ) from None
     worker_extra_args = raw["worker_extra_args"] or []
     if isinstance(worker_extra_args, str) or not isinstance(
         worker_extra_args, (list, tuple)
@@ -221,7 +233,7 @@ def _validate(system: str, raw: dict[str, Any]) -> JobOptions:
     for word in worker_extra_args:
         shell_word("worker_extra_args", word)
     python = raw["python"] or sys.executable
-    shell_word("python", python)
+    command_word("python", python)
     local_directory = raw["local_directory"]
     if local_directory is not None:
         shell_word("local_directory", local_directory)
