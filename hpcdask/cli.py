@@ -420,14 +420,20 @@ def job_names(args: argparse.Namespace, system: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _default_job_name(system: str, kwargs: dict[str, Any] | None = None) -> str:
-    # the job name resolved as for any cluster; cores, memory and processes are
+def _default_options(system: str, kwargs: dict[str, Any] | None = None) -> JobOptions:
+    # options resolved as for any cluster; cores, memory and processes are
     # given only so that the options resolve without them in config
     required = {"cores": 1, "memory": 1, "processes": 1}
-    return resolve_job_options(system, **{**(kwargs or {}), **required}).job_name
+    return resolve_job_options(system, **{**(kwargs or {}), **required})
+
+
+def _default_job_name(system: str, kwargs: dict[str, Any] | None = None) -> str:
+    return _default_options(system, kwargs).job_name
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
+    from hpcdask.security import credentials_directory, remove_stale_private_dirs
+
     system = detect_system(args.system, queue_only=True)
     name = check_job_name(args.name)
     user = current_user()
@@ -436,10 +442,17 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     )
     if not jobs:
         print(f"no queued jobs of {user} named {name}")
-        return 0
-    ids = " ".join(job.job_id for job in jobs)
-    verb = "would cancel" if args.dry_run else "cancelled"
-    print(f"{verb} {len(jobs)} job(s) of {user} named {name}: {ids}")
+    else:
+        ids = " ".join(job.job_id for job in jobs)
+        verb = "would cancel" if args.dry_run else "cancelled"
+        print(f"{verb} {len(jobs)} job(s) of {user} named {name}: {ids}")
+    # the TLS files of clusters whose process died without closing (kill -9)
+    directory = credentials_directory(_default_options(system))
+    stale = remove_stale_private_dirs(directory, dry_run=args.dry_run)
+    if stale:
+        verb = "would remove" if args.dry_run else "removed"
+        noun = "directory" if len(stale) == 1 else "directories"
+        print(f"{verb} {len(stale)} stale credential {noun} in {directory}")
     return 0
 
 
@@ -524,7 +537,8 @@ def build_parser() -> argparse.ArgumentParser:
         "cancel",
         help="cancel all your queued jobs of a cluster, by job name",
         description="Cancel every queued or running job of yours named NAME with "
-        "one scancel/qdel, e.g. after a notebook kernel died.",
+        "one scancel/qdel, e.g. after a notebook kernel died, and remove the TLS "
+        "files that dead clusters of this host left in shared_temp_directory.",
     )
     p.add_argument("name", metavar="NAME", help="the cluster's job name")
     p.add_argument("--system", choices=("slurm", "pbs"))

@@ -149,6 +149,7 @@ class HPCCluster(SpecCluster):
         self._failures_reported = 0  # how many _wait_for_workers has raised
         self._initial_jobs = math.ceil(n_workers / opts.processes) if n_workers else 0
         self._poll_task: asyncio.Task[None] | None = None
+        self._poll_backoff = self.poll_interval / 2
         #: the workers' TLS arguments and the private files they name
         self.credentials = (
             worker_security_args(security, credentials_directory(opts))
@@ -592,12 +593,22 @@ class HPCCluster(SpecCluster):
     # -- the poll loop ----------------------------------------------------------------
 
     async def _poll_loop(self) -> None:
+        delay = self.poll_interval
         while self.status in (Status.created, Status.starting, Status.running):
-            await asyncio.sleep(self.poll_interval)
+            await asyncio.sleep(delay)
             try:
                 await self.poll()
             except Exception:  # keep polling whatever one round did
                 logger.exception("polling the queue failed")
+            delay = self.poll_interval
+            if self.table.controller_error:
+                # back off while the controller does not answer (it may be
+                # restarting under load): twice the wait each time, at most
+                # 8 polls' worth or a minute
+                backoff = min(2 * self._poll_backoff, 8 * delay, 60.0)
+                self._poll_backoff = delay = max(delay, backoff)
+            else:
+                self._poll_backoff = self.poll_interval / 2
 
     async def poll(self) -> None:
         """Ask the queue once about all live jobs and act on jobs that ended."""
