@@ -269,6 +269,9 @@ def render_config() -> str:
         "# hpcdask:",
         "#   # how often the queue is asked about a cluster's jobs (one command)",
         "#   poll-interval: 5s",
+        "#   # TLS with a certificate made per cluster; false: unencrypted, and",
+        "#   # anyone who reaches the scheduler's port can run code in it",
+        "#   security: true",
     ]
     for system in SYSTEMS:
         lines.append(f"#   {system}:")
