@@ -149,7 +149,6 @@ class HPCCluster(SpecCluster):
         self._failures_reported = 0  # how many _wait_for_workers has raised
         self._initial_jobs = math.ceil(n_workers / opts.processes) if n_workers else 0
         self._poll_task: asyncio.Task[None] | None = None
-        self._poll_backoff = self.poll_interval / 2
         #: the workers' TLS arguments and the private files they name
         self.credentials = (
             worker_security_args(security, credentials_directory(opts))
@@ -600,15 +599,14 @@ class HPCCluster(SpecCluster):
                 await self.poll()
             except Exception:  # keep polling whatever one round did
                 logger.exception("polling the queue failed")
-            delay = self.poll_interval
             if self.table.controller_error:
                 # back off while the controller does not answer (it may be
                 # restarting under load): twice the wait each time, at most
                 # 8 polls' worth or a minute
-                backoff = min(2 * self._poll_backoff, 8 * delay, 60.0)
-                self._poll_backoff = delay = max(delay, backoff)
+                limit = max(self.poll_interval, min(8 * self.poll_interval, 60.0))
+                delay = min(2 * delay, limit)
             else:
-                self._poll_backoff = self.poll_interval / 2
+                delay = self.poll_interval
 
     async def poll(self) -> None:
         """Ask the queue once about all live jobs and act on jobs that ended."""

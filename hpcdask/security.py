@@ -39,10 +39,14 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "CredentialFiles",
+    "configured_security",
+    "credential_args",
     "credentials_directory",
+    "placeholder_security_args",
     "remove_stale_private_dirs",
     "resolve_security",
     "secure_job_options",
+    "with_tls_protocol",
     "worker_security_args",
 ]
 
@@ -192,8 +196,7 @@ def worker_security_args(security: Security, directory: str) -> CredentialFiles:
         except BaseException:
             _remove_tree(private_dir)
             raise
-    files = CredentialFiles(credential_args(ca, cert, key), private_dir)
-    return files
+    return CredentialFiles(credential_args(ca, cert, key), private_dir)
 
 
 def credential_args(ca: object, cert: object, key: object) -> list[str]:
