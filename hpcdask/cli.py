@@ -44,8 +44,9 @@ from hpcdask.widget import format_bytes, format_duration
 
 __all__ = ["main"]
 
-#: what the job-script command puts where a cluster puts its scheduler's address.
-PLACEHOLDER_ADDRESS = "tcp://SCHEDULER-ADDRESS:8786"
+#: what the job-script command puts where a cluster puts its scheduler's host and
+#: port (after the protocol: tls:// by default).
+PLACEHOLDER_ADDRESS = "SCHEDULER-ADDRESS:8786"
 
 #: one line of help per job option, for ``hpcdask config``.
 OPTION_HELP: dict[str, str] = {
@@ -69,6 +70,8 @@ OPTION_HELP: dict[str, str] = {
     "job_extra_directives": "extra directive lines, e.g. --gres=gpu:1",
     "job_directives_skip": "directive lines containing these are left out",
     "log_directory": "job stdout/stderr (default ~/.hpcdask/logs)",
+    "shared_temp_directory": "TLS files for workers, 0700 (default: security/ "
+    "beside log_directory)",
     "nanny": "run workers under a nanny process",
     "worker_start_method": "how a nanny starts its worker: fork, spawn, forkserver",
     "protocol": "tcp:// or tls://",
@@ -267,6 +270,9 @@ def render_config() -> str:
         "# hpcdask:",
         "#   # how often the queue is asked about a cluster's jobs (one command)",
         "#   poll-interval: 5s",
+        "#   # TLS with a certificate made per cluster; false: unencrypted, and",
+        "#   # anyone who reaches the scheduler's port can run code in it",
+        "#   security: true",
     ]
     for system in SYSTEMS:
         lines.append(f"#   {system}:")
@@ -363,15 +369,30 @@ def job_options_of(args: argparse.Namespace) -> JobOptions:
 def cmd_job_script(args: argparse.Namespace) -> int:
     from hpcdask.cluster import make_backend
     from hpcdask.script import render_job_script
+    from hpcdask.security import (
+        configured_security,
+        placeholder_security_args,
+        with_tls_protocol,
+    )
 
     opts = job_options_of(args)
     system = make_backend(opts).system
+    security_args: list[str] = []
+    if configured_security():
+        # TLS, as a cluster made here has it by default; each cluster writes
+        # its own credentials, so their directory's name is a placeholder
+        opts = with_tls_protocol(opts)
+        security_args = placeholder_security_args(opts)
+    address = (
+        args.scheduler_address or f"{opts.protocol or 'tcp://'}{PLACEHOLDER_ADDRESS}"
+    )
     # as a cluster made here renders it: its workers start in this directory
     script = render_job_script(
         opts,
         system,
-        args.scheduler_address,
+        address,
         [f"{opts.name}-0"],
+        security_args,
         workdir=os.getcwd(),
     )
     sys.stdout.write(script)
@@ -403,14 +424,20 @@ def job_names(args: argparse.Namespace, system: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _default_job_name(system: str, kwargs: dict[str, Any] | None = None) -> str:
-    # the job name resolved as for any cluster; cores, memory and processes are
+def _default_options(system: str, kwargs: dict[str, Any] | None = None) -> JobOptions:
+    # options resolved as for any cluster; cores, memory and processes are
     # given only so that the options resolve without them in config
     required = {"cores": 1, "memory": 1, "processes": 1}
-    return resolve_job_options(system, **{**(kwargs or {}), **required}).job_name
+    return resolve_job_options(system, **{**(kwargs or {}), **required})
+
+
+def _default_job_name(system: str, kwargs: dict[str, Any] | None = None) -> str:
+    return _default_options(system, kwargs).job_name
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
+    from hpcdask.security import credentials_directory, remove_stale_private_dirs
+
     system = detect_system(args.system, queue_only=True)
     name = check_job_name(args.name)
     user = current_user()
@@ -419,10 +446,17 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     )
     if not jobs:
         print(f"no queued jobs of {user} named {name}")
-        return 0
-    ids = " ".join(job.job_id for job in jobs)
-    verb = "would cancel" if args.dry_run else "cancelled"
-    print(f"{verb} {len(jobs)} job(s) of {user} named {name}: {ids}")
+    else:
+        ids = " ".join(job.job_id for job in jobs)
+        verb = "would cancel" if args.dry_run else "cancelled"
+        print(f"{verb} {len(jobs)} job(s) of {user} named {name}: {ids}")
+    # the TLS files of clusters whose process died without closing (kill -9)
+    directory = credentials_directory(_default_options(system))
+    stale = remove_stale_private_dirs(directory, dry_run=args.dry_run)
+    if stale:
+        verb = "would remove" if args.dry_run else "removed"
+        noun = "directory" if len(stale) == 1 else "directories"
+        print(f"{verb} {len(stale)} stale credential {noun} in {directory}")
     return 0
 
 
@@ -487,7 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="worker name prefix")
     p.add_argument("--directive", action="append", metavar="LINE",
                    help="an extra directive line (repeatable)")  # fmt: skip
-    p.add_argument("--scheduler-address", default=PLACEHOLDER_ADDRESS)
+    p.add_argument("--scheduler-address",
+                   help=f"default: tls://{PLACEHOLDER_ADDRESS}")  # fmt: skip
     p.set_defaults(run=cmd_job_script)
 
     p = commands.add_parser(
@@ -506,7 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
         "cancel",
         help="cancel all your queued jobs of a cluster, by job name",
         description="Cancel every queued or running job of yours named NAME with "
-        "one scancel/qdel, e.g. after a notebook kernel died.",
+        "one scancel/qdel, e.g. after a notebook kernel died, and remove the TLS "
+        "files that dead clusters of this host left in shared_temp_directory.",
     )
     p.add_argument("name", metavar="NAME", help="the cluster's job name")
     p.add_argument("--system", choices=("slurm", "pbs"))

@@ -39,7 +39,13 @@ from hpcdask.policy import PolicyParams
 from hpcdask.profiles import load_profile
 from hpcdask.runner import SubprocessRunner
 from hpcdask.script import render_job_script, worker_lifetime
-from hpcdask.security import remove_private_dir, worker_security_args
+from hpcdask.security import (
+    CredentialFiles,
+    credentials_directory,
+    resolve_security,
+    secure_job_options,
+    worker_security_args,
+)
 from hpcdask.systems.local import LocalBackend
 from hpcdask.systems.pbs import PBS
 from hpcdask.systems.slurm import Slurm
@@ -97,12 +103,16 @@ class HPCCluster(SpecCluster):
     n_workers
         workers to start with (rounded up to whole jobs).
     security
-        a :class:`distributed.security.Security`, ``True`` for a temporary
-        self-signed one, or ``None`` for none.
+        TLS is on by default: ``None`` (config ``hpcdask.security``, default
+        true) or ``True`` make a self-signed certificate for this cluster alone;
+        a :class:`distributed.security.Security` is used as given; ``False``
+        turns TLS off, with a logged warning. See :mod:`hpcdask.security`.
     asynchronous, loop
         as for every Dask cluster.
     **job_kwargs
-        job options, see :func:`hpcdask.config.resolve_job_options`.
+        job options, see :func:`hpcdask.config.resolve_job_options`; among them
+        ``shared_temp_directory``, where the workers' TLS files are written
+        (default: ``security/`` beside the log directory).
     """
 
     system: ClassVar[str] = ""
@@ -115,15 +125,12 @@ class HPCCluster(SpecCluster):
         security: Security | bool | None = None,
         asynchronous: bool = False,
         loop: Any = None,
-        shared_temp_directory: str | None = None,
         **job_kwargs: Any,
     ) -> None:
         system = system or self.system
-        if isinstance(security, bool):
-            security = Security.temporary() if security else None
-        if security is not None and security.require_encryption:
-            job_kwargs.setdefault("protocol", "tls://")
-        self.job_options = opts = resolve_job_options(system, **job_kwargs)
+        opts = resolve_job_options(system, **job_kwargs)
+        security = resolve_security(security)
+        self.job_options = opts = secure_job_options(opts, security)
         self.backend = make_backend(opts)
         self.table = JobTable(self.backend, opts)
         self.poll_interval = check_seconds(
@@ -142,15 +149,12 @@ class HPCCluster(SpecCluster):
         self._failures_reported = 0  # how many _wait_for_workers has raised
         self._initial_jobs = math.ceil(n_workers / opts.processes) if n_workers else 0
         self._poll_task: asyncio.Task[None] | None = None
-        self._security_args: list[str] = []
-        self._private_dir: str | None = None
-        if security is not None:
-            directory = shared_temp_directory or os.path.join(
-                os.path.dirname(opts.log_directory), "security"
-            )
-            self._security_args, self._private_dir = worker_security_args(
-                security, directory
-            )
+        #: the workers' TLS arguments and the private files they name
+        self.credentials = (
+            worker_security_args(security, credentials_directory(opts))
+            if security is not None
+            else CredentialFiles([], None)
+        )
 
         scheduler_options: dict[str, Any] = {
             "dashboard_address": ":8787",
@@ -179,7 +183,7 @@ class HPCCluster(SpecCluster):
                 name=opts.name,
             )
         except BaseException:
-            remove_private_dir(self._private_dir)
+            self.credentials.remove()
             raise
 
     # -- what users call --------------------------------------------------------
@@ -561,7 +565,7 @@ class HPCCluster(SpecCluster):
         try:
             await super()._close()
         finally:
-            remove_private_dir(self._private_dir)
+            self.credentials.remove()
 
     async def _wait_for_workers(
         self, n_workers: int = 0, timeout: float | None = None
@@ -589,12 +593,21 @@ class HPCCluster(SpecCluster):
     # -- the poll loop ----------------------------------------------------------------
 
     async def _poll_loop(self) -> None:
+        delay = self.poll_interval
         while self.status in (Status.created, Status.starting, Status.running):
-            await asyncio.sleep(self.poll_interval)
+            await asyncio.sleep(delay)
             try:
                 await self.poll()
             except Exception:  # keep polling whatever one round did
                 logger.exception("polling the queue failed")
+            if self.table.controller_error:
+                # back off while the controller does not answer (it may be
+                # restarting under load): twice the wait each time, at most
+                # 8 polls' worth or a minute
+                limit = max(self.poll_interval, min(8 * self.poll_interval, 60.0))
+                delay = min(2 * delay, limit)
+            else:
+                delay = self.poll_interval
 
     async def poll(self) -> None:
         """Ask the queue once about all live jobs and act on jobs that ended."""
@@ -641,7 +654,7 @@ class HPCCluster(SpecCluster):
             self.backend.system,
             address,
             names,
-            self._security_args,
+            self.credentials.args,
             workdir=self.workdir,
         )
 

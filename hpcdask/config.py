@@ -31,6 +31,7 @@ from hpcdask.validation import (
     check_lines,
     check_positive_int,
     check_seconds,
+    command_word,
     parse_memory,
     parse_walltime,
     shell_word,
@@ -60,6 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "job_extra_directives": [],
     "job_directives_skip": [],
     "log_directory": None,  # ~/.hpcdask/logs
+    "shared_temp_directory": None,  # TLS credentials; <log_directory>/../security
     "nanny": True,
     # how a nanny starts its worker process: "fork" shares the nanny's imports
     # (16 workers starting together on 2 cores: 7.8 s with "spawn", 3.9 s)
@@ -116,6 +118,7 @@ class JobOptions:
     job_cpu: int | None = None
     job_mem: int | None = None
     resource_spec: str | None = None
+    shared_temp_directory: str | None = None
     worker_extra_args: tuple[str, ...] = ()
     job_script_prologue: tuple[str, ...] = ()
     job_script_epilogue: tuple[str, ...] = ()
@@ -209,7 +212,18 @@ def _validate(system: str, raw: dict[str, Any]) -> JobOptions:
         raise InvalidOptionError(
             "name", name, "use letters, digits, _ . - and plain $VARS only"
         )
-    job_name = raw["job_name"] or re.sub(r"[${}]", "", name) or "dask-worker"
+    job_name = raw["job_name"]
+    if not job_name:
+        job_name = re.sub(r"[${}]", "", name) or "dask-worker"
+        try:
+            check_identifier("job_name", job_name)
+        except InvalidOptionError:
+            raise InvalidOptionError(
+                "name",
+                name,
+                f"the job name made from it ({job_name!r}) must start with a "
+                "letter, digit or _; pass job_name to choose another",
+            ) from None
     worker_extra_args = raw["worker_extra_args"] or []
     if isinstance(worker_extra_args, str) or not isinstance(
         worker_extra_args, (list, tuple)
@@ -224,18 +238,17 @@ def _validate(system: str, raw: dict[str, Any]) -> JobOptions:
     for word in worker_extra_args:
         shell_word("worker_extra_args", word)
     python = raw["python"] or sys.executable
-    shell_word("python", python)
+    command_word("python", python)
     local_directory = raw["local_directory"]
     if local_directory is not None:
         shell_word("local_directory", local_directory)
-    log_directory = os.path.expanduser(
-        raw["log_directory"] or os.path.join("~", ".hpcdask", "logs")
+    log_directory = _check_path(
+        "log_directory", raw["log_directory"] or os.path.join("~", ".hpcdask", "logs")
     )
-    if not re.fullmatch(r"[A-Za-z0-9_./+@-]+", log_directory):
-        raise InvalidOptionError(
-            "log_directory",
-            log_directory,
-            "use a path of letters, digits and _ . / + @ - only",
+    shared_temp_directory = raw["shared_temp_directory"]
+    if shared_temp_directory is not None:
+        shared_temp_directory = _check_path(
+            "shared_temp_directory", shared_temp_directory
         )
     worker_command = raw["worker_command"]
     if not isinstance(worker_command, str) or not _MODULE.fullmatch(worker_command):
@@ -292,6 +305,7 @@ def _validate(system: str, raw: dict[str, Any]) -> JobOptions:
         job_cpu=_optional(check_positive_int, "job_cpu", raw["job_cpu"]),
         job_mem=_optional(parse_memory, "job_mem", raw["job_mem"]),
         resource_spec=resource_spec,
+        shared_temp_directory=shared_temp_directory,
         worker_extra_args=tuple(worker_extra_args),
         job_script_prologue=check_lines(
             "job_script_prologue", raw["job_script_prologue"]
@@ -307,6 +321,19 @@ def _validate(system: str, raw: dict[str, Any]) -> JobOptions:
         ),
         scheduler_options=dict(scheduler_options),
     )
+
+
+def _check_path(option: str, value: object) -> str:
+    """A directory this process writes and jobs read: ``~`` expanded here, then
+    only characters that mean the same to every shell and batch system."""
+    if not isinstance(value, str):
+        raise InvalidOptionError(option, value, "expected a path")
+    path = os.path.expanduser(value)
+    if not re.fullmatch(r"[A-Za-z0-9_./+@-]+", path):
+        raise InvalidOptionError(
+            option, path, "use a path of letters, digits and _ . / + @ - only"
+        )
+    return path
 
 
 def _split_words(arg: object) -> list[str]:

@@ -286,17 +286,29 @@ class JobTable:
             record.workers.discard(worker_name)
         return record
 
+    def shown_state(self, record: JobRecord) -> tuple[str, str]:
+        """The state and reason to show for ``record``: while the controller
+        does not answer, a live job's state is ``unknown`` (the table keeps its
+        last known state, and acts on nothing until the controller is back)."""
+        if self.controller_error and not record.state.is_terminal:
+            last = f"last known: {record.state.value}"
+            if record.reason:
+                last += f", {record.reason}"
+            return JobState.UNKNOWN.value, last
+        return record.state.value, record.reason
+
     def frame(self, now: float | None = None) -> pandas.DataFrame:
         """The job table as a DataFrame, newest job last."""
         import pandas
 
         now = time.time() if now is None else now
+        shown = {name: self.shown_state(r) for name, r in self.records.items()}
         rows = [
             {
                 "job_id": r.job_id,
                 "name": r.name,
-                "state": r.state.value,
-                "reason": r.reason,
+                "state": shown[r.name][0],
+                "reason": shown[r.name][1],
                 "workers": len(r.workers),
                 "node": r.node,
                 "submit_time": _timestamp(r.submit_time),

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from hpcdask.config import JobOptions
 from hpcdask.systems.base import BatchSystem
-from hpcdask.validation import shell_word
+from hpcdask.validation import command_word, shell_word
 
 _EXACT_UNITS = (("GiB", 2**30), ("MiB", 2**20), ("GB", 10**9), ("MB", 10**6))
 
@@ -41,7 +41,7 @@ def worker_argv(
     ``name_word`` is the worker name already rendered as a shell word.
     """
     words = [
-        shell_word("python", opts.python),
+        command_word("python", opts.python),
         "-m",
         opts.worker_command,
         shell_word("scheduler address", scheduler_address),

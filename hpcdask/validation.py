@@ -85,6 +85,33 @@ def shell_word(option: str, value: object) -> str:
     return f'"{value}"'
 
 
+#: words bash reads as syntax when they come first in a command, unquoted
+_RESERVED_WORDS = frozenset((
+    "!", "[[", "]]", "{", "}", "case", "coproc", "do", "done", "elif", "else",
+    "esac", "fi", "for", "function", "if", "in", "select", "then", "time", "until",
+    "while",
+))  # fmt: skip
+
+
+def command_word(option: str, value: object) -> str:
+    """Render ``value`` as the one word that names the command to run.
+
+    As :func:`shell_word`, but a bare word that bash would read as something
+    other than a command name in that place (a reserved word such as ``time``,
+    an assignment ``A=1``) is quoted too. A name starting with ``%`` is refused:
+    bash takes it for a job to resume, quoted or not.
+    """
+    word = shell_word(option, value)
+    if isinstance(value, str) and value.startswith("%"):
+        raise InvalidOptionError(
+            option, value, "a command cannot start with '%' (bash reads a job spec)"
+        )
+    if word == value and (word in _RESERVED_WORDS or "=" in word):
+        # shlex.quote left it bare, so it holds no quote of its own
+        return f"'{word}'"
+    return word
+
+
 def name_pattern(template: str) -> re.Pattern[str]:
     """A regex matching what ``template`` becomes after the shell expands its vars."""
     parts = _VAR_REF.split(template)
@@ -100,8 +127,10 @@ def parse_memory(option: str, value: object) -> int:
     elif isinstance(value, str):
         check_line(option, value)
         try:
+            if not value.strip():  # parse_bytes("") is 1 byte
+                raise ValueError("empty")
             size = int(parse_bytes(value))
-        except (ValueError, TypeError, KeyError) as e:
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError) as e:
             raise InvalidOptionError(
                 option, value, "expected a size such as '16GB' or '512MiB'"
             ) from e
@@ -144,7 +173,7 @@ def _parse_walltime_text(option: str, text: str) -> int:
         return (numbers[0] * 60 + numbers[1]) * 60 + numbers[2]
     try:
         return math.ceil(float(parse_timedelta(text)))
-    except (ValueError, TypeError, KeyError) as e:
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as e:
         raise InvalidOptionError(
             option, text, "expected a walltime like '01:30:00', '30' or '2h'"
         ) from e
@@ -169,8 +198,10 @@ def check_seconds(option: str, value: object) -> float:
         raise InvalidOptionError(option, value, "expected a duration")
     try:
         seconds = float(parse_timedelta(value, default="seconds"))
-    except (ValueError, TypeError, KeyError) as e:
+    except (ValueError, TypeError, KeyError, IndexError) as e:
         raise InvalidOptionError(option, value, "expected a duration") from e
+    if not math.isfinite(seconds):
+        raise InvalidOptionError(option, value, "must be finite")
     if seconds <= 0:
         raise InvalidOptionError(option, value, "must be positive")
     return seconds

@@ -173,8 +173,14 @@ def test_profiles_and_job_script_from_a_config_file(tmp_path: Path) -> None:
         SLURMCluster.from_profile("tiny") as cluster,
     ):
         address = cluster.scheduler.address
+        private_dir = cluster.credentials.private_dir
         expected = cluster.job_script()
-    assert expected.replace(address, "tcp://SCHEDULER-ADDRESS:8786") == script.stdout
+    # TLS by default: the cluster's own credentials directory is a placeholder too
+    assert private_dir is not None
+    placeholder = os.path.join(os.path.dirname(private_dir), "cluster-XXXXXXXX")
+    expected = expected.replace(address, "tls://SCHEDULER-ADDRESS:8786")
+    assert expected.replace(private_dir, placeholder) == script.stdout
+    assert "--tls-key" in script.stdout
     assert "#SBATCH --comment=hpcdask-cli-test" in script.stdout
 
     # a profile with a typo is a one-line error naming it

@@ -95,6 +95,10 @@ def test_hpc_page_shows_live_jobs_workers_and_cost(browser: BrowserContext) -> N
         client.wait_for_workers(2, timeout=60)
         # the queue's own start times are in (a poll ran after the workers came)
         wait_for(lambda: all(cluster.jobs()["node"] != ""))
+        # and the page's history has sampled the workers (the cluster hears of
+        # them a moment after the scheduler does; slower with TLS under load)
+        history = cluster._dashboard.history
+        wait_for(lambda: history.samples[-1].workers == 2, 10, "a sample of 2 workers")
         job_ids = sorted(cluster.jobs()["job_id"])
 
         page = browser.new_page()

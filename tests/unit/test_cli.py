@@ -356,6 +356,7 @@ def test_config_file_as_written_hides_no_site_setting(tmp_path: Path) -> None:
 def test_config_file_uncommented_is_every_default() -> None:
     loaded = yaml.safe_load(uncomment(cli.render_config()))
     assert loaded["hpcdask"]["poll-interval"] == "5s"
+    assert loaded["hpcdask"]["security"] is True
     for system in ("slurm", "pbs", "local"):
         section = loaded["hpcdask"][system]
         assert {k.replace("-", "_"): v for k, v in section.items()} == DEFAULTS

@@ -82,9 +82,13 @@ async def test_controller_away_keeps_last_known_state(tmp_path: Path) -> None:
     assert await table.poll() == []
     assert record.state is JobState.RUNNING
     assert "Unable to contact" in table.controller_error
+    # shown as unknown meanwhile, with the last known state
+    shown = table.frame().iloc[0]
+    assert (shown["state"], shown["reason"]) == ("unknown", "last known: running")
     runner.responses["squeue"] = [ok(squeue_line("7", "RUNNING"))]
     await table.poll()
     assert table.controller_error == ""
+    assert table.frame().iloc[0]["state"] == "running"
 
 
 async def test_purged_job_is_gone(tmp_path: Path) -> None:
