@@ -170,13 +170,16 @@ def detect_system() -> str:
     return "slurm"
 
 
-def wait_until_no_workers(client: Any, timeout: float) -> int:
-    """Wait (up to ``timeout`` s) for adaptive scaling to give every job back;
-    the number of workers left."""
+def wait_until_shrunk(cluster: Any, timeout: float) -> int:
+    """Wait (up to ``timeout`` s) until adaptive scaling has given every job
+    back: no worker connected, and no job holding cores as the queue last said
+    (so ``cluster.usage()`` stops growing). The number of workers left."""
     deadline = time.monotonic() + timeout
-    while client.scheduler_info()["workers"] and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        if not cluster.scheduler_info["workers"] and not cluster.usage().cores_in_use:
+            break
         time.sleep(0.5)
-    return len(client.scheduler_info()["workers"])
+    return len(cluster.scheduler_info["workers"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             cls[system](
                 cores=1, memory="2GB", walltime="00:20:00", name="ensemble"
             ) as cluster,
-            Client(cluster) as client,
+            Client(cluster),
         ):
             print(f"cluster on {system}: adaptive, 0 to {args.maximum_jobs} jobs")
             cluster.adapt(minimum_jobs=0, maximum_jobs=args.maximum_jobs)
@@ -225,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             jobs = cluster.jobs()
             print(jobs.to_string(index=False))
             idle_started = time.monotonic()
-            left = wait_until_no_workers(client, timeout=60)
+            left = wait_until_shrunk(cluster, timeout=60)
             idle_time = time.monotonic() - idle_started
             usage = cluster.usage()
         print_summary(results)

@@ -81,7 +81,9 @@ def test_notebook_on_slurm_matches_numpy_without_dask(
     # the workers were Slurm jobs, all given back by adaptive scaling
     text = output_text(nb)
     assert "workers left: 0" in text
-    assert re.search(r"core-hours", text)
+    assert "burn rate now: 0 core-hours per hour" in text  # the queue says: ended
+    charged = re.search(r"charged: (\d+) core-seconds for (\d+) jobs", text)
+    assert charged and int(charged[1]) > 0 and 1 <= int(charged[2]) <= 2
     logs = sorted(p.name for p in log_directory.glob("ensemble-*.err"))
     assert logs, "no Slurm job wrote a log"
     assert new_jobs() == []
