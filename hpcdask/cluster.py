@@ -101,6 +101,9 @@ class HPCCluster(SpecCluster):
         self-signed one, or ``None`` for none.
     asynchronous, loop
         as for every Dask cluster.
+    shared_temp_directory
+        where in-memory TLS credentials are written for the workers, on a file
+        system the jobs see (default: ``security/`` beside the log directory).
     **job_kwargs
         job options, see :func:`hpcdask.config.resolve_job_options`.
     """
@@ -263,7 +266,8 @@ class HPCCluster(SpecCluster):
 
     @property
     def hpc_dashboard_link(self) -> str:
-        """The dashboard's hpcdask page: jobs, workers and core-hours over time."""
+        """The link to the dashboard's hpcdask page (jobs, workers and
+        core-hours over time)."""
         return hpc_page_link(self.dashboard_link)
 
     def _repr_html_(self, cluster_status: Any = None) -> str:
