@@ -4,6 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
+    # Debian's python3 makes no venv without python3-venv (ensurepip)
+    if ! python3 -c "import ensurepip" 2>/dev/null && [ "$(id -u)" -eq 0 ] \
+        && command -v apt-get >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            python3-venv >&2
+    fi
     python3 -m venv .venv >&2
 fi
 # a hash of pyproject.toml marks an up-to-date install, so reruns are quick
