@@ -7,7 +7,9 @@ Ticks never overlap: the next one starts ``interval`` after the last one ended.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -77,7 +79,15 @@ class AdaptiveJobs:
     async def tick(self) -> ScaleDecision:
         """One round: snapshot, decide, apply."""
         now = time.time()
-        snapshot = build_snapshot(self.cluster, now, self.target_duration())
+        snapshot = build_snapshot(
+            self.cluster,
+            now,
+            self.target_duration(),
+            unmeasured_limit=min(
+                self.maximum * self.cluster.job_options.threads_per_worker,
+                UNMEASURED_SCAN_LIMIT,
+            ),
+        )
         decision, self.state = decide(snapshot, self.state, now, self.params)
         self.ticks += 1
         if decision.reason and decision.reason != self.last_decision.reason:
@@ -91,12 +101,14 @@ class AdaptiveJobs:
     def target_duration(self) -> float:
         """How soon the scheduler's backlog should be done, in seconds.
 
-        A new worker helps only with work still there when it arrives, so the
-        backlog is sized over twice the time recent jobs took from submission to
-        a connected worker (queue wait plus start-up), and never under the
-        configured ``distributed.adaptive.target-duration``.
+        A worker is worth starting when the backlog keeps it busy at least as
+        long as its start-up is charged, so the backlog is sized over the
+        observed time from a job's start to its connected worker, and never
+        under the configured ``distributed.adaptive.target-duration``. Queue
+        wait is not charged and does not count: jobs asked for in vain are
+        cancelled while still queued.
         """
-        return max(self.base_target_duration, 2 * arrival_latency(self.cluster))
+        return max(self.base_target_duration, startup_time(self.cluster))
 
     def _report_long_pending(self, now: float) -> None:
         """Say once per job when it has been pending for long, and why
@@ -120,23 +132,64 @@ class AdaptiveJobs:
                 )
 
 
-def arrival_latency(cluster: HPCCluster, recent: int = 20) -> float:
-    """Median seconds from submission to a connected worker, of recent jobs."""
-    latencies = sorted(
-        r.connected_time - r.submit_time
+def startup_time(cluster: HPCCluster, recent: int = 20) -> float:
+    """Median charged start-up of recent jobs: job start to connected worker."""
+    times = sorted(
+        r.connected_time - r.start_time
         for r in list(cluster.table.records.values())[-recent:]
-        if r.connected_time is not None and r.submit_time is not None
+        if r.connected_time is not None and r.start_time is not None
     )
-    return latencies[len(latencies) // 2] if latencies else 0.0
+    return times[len(times) // 2] if times else 0.0
+
+
+#: the most waiting tasks one tick looks at to count unmeasured work
+UNMEASURED_SCAN_LIMIT = 10_000
+
+
+def unmeasured_tasks(scheduler: Any, limit: int) -> int:
+    """Tasks waiting for a thread whose kind (prefix) has never been timed.
+
+    The scheduler sizes work it has never timed at
+    ``distributed.scheduler.unknown-task-duration`` (0.5 s), a guess made for
+    local workers that arrive within a second. A batch job arrives much later,
+    so a first ramp sized on that guess makes a burst of long tasks wait for a
+    second round of jobs. Until a task of their kind has run, hpcdask asks a
+    thread for each waiting task: jobs asked for in vain are still queued when
+    the first timings arrive, and the policy cancels queued jobs first.
+    Looks at no more than ``limit`` tasks (cost per tick is bounded).
+    """
+    waiting: Any = itertools.chain(scheduler.queued, scheduler.unrunnable)
+    for ws in scheduler.workers.values():
+        if len(ws.processing) > ws.nthreads:  # assigned, no free thread yet
+            waiting = itertools.chain(
+                waiting, itertools.islice(ws.processing, ws.nthreads, None)
+            )
+    return sum(
+        1
+        for ts in itertools.islice(waiting, limit)
+        if ts.prefix.duration_average < 0 and ts.prefix.max_exec_time <= 0
+    )
 
 
 def build_snapshot(
-    cluster: HPCCluster, now: float, target_duration: float = 5.0
+    cluster: HPCCluster,
+    now: float,
+    target_duration: float = 5.0,
+    unmeasured_limit: int = 0,
 ) -> ClusterSnapshot:
-    """What the policy needs, from the in-process scheduler and the job table."""
+    """What the policy needs, from the in-process scheduler and the job table.
+
+    The target is the scheduler's ``adaptive_target``, raised to a thread per
+    waiting task that was never timed (:func:`unmeasured_tasks`, at most
+    ``unmeasured_limit`` of them).
+    """
     scheduler = cluster.scheduler
     assert scheduler is not None, "cluster has not started"
     target = int(scheduler.adaptive_target(target_duration=target_duration))
+    if unmeasured_limit > 0:
+        unmeasured = unmeasured_tasks(scheduler, unmeasured_limit)
+        threads = cluster.job_options.threads_per_worker
+        target = max(target, math.ceil(unmeasured / threads))
     # the scheduler's own worker list, not the (event-fed) job table, says which
     # workers exist and what they do right now
     workers_of: dict[str, list[Any]] = {}

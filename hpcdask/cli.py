@@ -70,6 +70,7 @@ OPTION_HELP: dict[str, str] = {
     "job_directives_skip": "directive lines containing these are left out",
     "log_directory": "job stdout/stderr (default ~/.hpcdask/logs)",
     "nanny": "run workers under a nanny process",
+    "worker_start_method": "how a nanny starts its worker: fork, spawn, forkserver",
     "protocol": "tcp:// or tls://",
     "scheduler_options": "extra arguments of the Scheduler",
     "job_cpu": "Slurm --cpus-per-task (default: cores)",

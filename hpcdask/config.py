@@ -61,6 +61,9 @@ DEFAULTS: dict[str, Any] = {
     "job_directives_skip": [],
     "log_directory": None,  # ~/.hpcdask/logs
     "nanny": True,
+    # how a nanny starts its worker process: "fork" shares the nanny's imports
+    # (16 workers starting together on 2 cores: 7.8 s with "spawn", 3.9 s)
+    "worker_start_method": "fork",
     "protocol": None,
     "scheduler_options": {},
     "job_cpu": None,  # slurm: --cpus-per-task, default cores
@@ -76,6 +79,7 @@ DEPRECATED_NAMES: dict[str, str] = {
     "header_skip": "job_directives_skip",
 }
 
+_START_METHODS = ("fork", "spawn", "forkserver")
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _PROTOCOLS = ("tcp://", "tls://", "ucx://", "ws://", "wss://", "inproc://")
 
@@ -103,6 +107,7 @@ class JobOptions:
     log_directory: str
     death_timeout: float
     nanny: bool
+    worker_start_method: str = "fork"
     queue: str | None = None
     account: str | None = None
     interface: str | None = None
@@ -253,6 +258,11 @@ def _validate(system: str, raw: dict[str, Any]) -> JobOptions:
         raise InvalidOptionError(
             "scheduler_options", scheduler_options, "expected a dict"
         )
+    start_method = raw["worker_start_method"]
+    if start_method not in _START_METHODS:
+        raise InvalidOptionError(
+            "worker_start_method", start_method, f"expected one of {_START_METHODS}"
+        )
     resource_spec = raw["resource_spec"]
     if resource_spec is not None:
         check_identifier("resource_spec", resource_spec)
@@ -273,6 +283,7 @@ def _validate(system: str, raw: dict[str, Any]) -> JobOptions:
         log_directory=log_directory,
         death_timeout=check_seconds("death_timeout", raw["death_timeout"]),
         nanny=bool(raw["nanny"]),
+        worker_start_method=start_method,
         queue=_optional(check_identifier, "queue", raw["queue"]),
         account=_optional(check_identifier, "account", raw["account"]),
         interface=_optional(check_identifier, "interface", raw["interface"]),

@@ -107,6 +107,12 @@ def render_job_script(
     else:
         lines += _array_names(system, names)
         name_word = '"${HPCDASK_NAMES[$HPCDASK_ARRAY_INDEX]}"'
+    if opts.nanny:
+        # before the prologue, so a site's prologue may still choose otherwise
+        lines.append(
+            "export DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD="
+            + opts.worker_start_method
+        )
     lines += opts.job_script_prologue
     argv = worker_argv(opts, scheduler_address, name_word, security_args)
     lines.append(" ".join(argv))

@@ -114,3 +114,23 @@ def test_pending_jobs_show_the_queues_reason_and_close_cancels_them(
         wait_for(lambda: "PartitionDown" in caplog.text, 30, "the log to say why")
         assert calls(cluster, "sbatch") == 1  # pending jobs count: not resubmitted
     assert new_jobs() == []
+
+
+def sleep_long(x: int) -> int:
+    time.sleep(3)
+    return x
+
+
+def test_first_burst_of_untimed_work_asks_for_every_job_at_once(
+    new_jobs: NewJobs,
+) -> None:
+    """On its 0.5-s guess the scheduler would want 1 worker for these 8 tasks."""
+    with SLURMCluster(cores=1, memory="1GB") as cluster, Client(cluster) as client:
+        cluster.adapt(minimum_jobs=0, maximum_jobs=4)
+        futures = client.map(sleep_long, range(8), pure=False)
+        wait_for(lambda: calls(cluster, "sbatch") > 0, 30, "the first submission")
+        assert len(cluster.table.records) == 4  # one array of 4, not 1 then 3
+        assert client.gather(futures) == list(range(8))
+        assert calls(cluster, "sbatch") == 1
+        del futures
+        wait_for(lambda: new_jobs() == [], 30, "idle jobs to be given back")

@@ -12,12 +12,15 @@ from hpcdask import JobFailedError, LocalBatchCluster
 
 
 def worker_processes(name: str) -> list[psutil.Process]:
+    """The job's worker commands (a nanny's forked worker, which shares the
+    nanny's command line, is counted with its nanny)."""
     found = []
-    for p in psutil.process_iter(["cmdline"]):
+    for p in psutil.process_iter(["cmdline", "ppid"]):
         cmdline = p.info["cmdline"] or []
         if "distributed.cli.dask_worker" in cmdline and name in cmdline:
             found.append(p)
-    return found
+    pids = {p.pid for p in found}
+    return [p for p in found if p.info["ppid"] not in pids]
 
 
 def test_local_cluster_runs_job_scripts_and_cleans_up() -> None:

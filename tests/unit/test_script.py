@@ -54,6 +54,21 @@ def test_slurm_script() -> None:
     assert command[command.index("--lifetime") + 1] == "3300s"  # 1 h - 5 min
 
 
+def test_nanny_forks_its_worker_unless_told_otherwise() -> None:
+    export = "export DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD="
+    lines = slurm_script(job_script_prologue=["module load python"]).splitlines()
+    # set before the prologue, so a site's prologue can still override it
+    assert lines.index(export + "fork") < lines.index("module load python")
+    assert export + "spawn" in slurm_script(worker_start_method="spawn")
+    # without a nanny the worker is the job's own process: nothing to start
+    assert export not in slurm_script(nanny=False)
+
+
+def test_unknown_start_method_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="worker_start_method"):
+        slurm_script(worker_start_method="vfork")
+
+
 def test_extra_and_skipped_directives() -> None:
     script = slurm_script(
         job_extra_directives=["--exclusive", "--constraint=haswell"],
