@@ -96,7 +96,7 @@ def test_notebook_on_slurm_matches_numpy_without_dask(
     )
     assert figures >= 5
 
-    got = xr.open_zarr(results_path).load()
+    got = xr.open_zarr(results_path, chunks=None).load()
     ds = xr.open_zarr(data, chunks=None)  # numpy arrays, no Dask
     assert ds["tmean"].chunks is None
     assert dict(ds.sizes) == {"member": 4, "time": 365, "lat": 11, "lon": 26}

@@ -3,6 +3,7 @@ physical sense, computed in memory (no Zarr store, no cluster)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import dask
@@ -16,6 +17,13 @@ from examples.ensemble_data import (
     main,
     write_ensemble,
 )
+
+
+@pytest.fixture(autouse=True)
+def _local_threads() -> Iterator[None]:
+    # computed here, whatever scheduler an earlier test's Client left configured
+    with dask.config.set(scheduler="threads"):
+        yield
 
 
 @pytest.mark.parametrize(
