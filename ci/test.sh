@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command. On a fresh machine it installs and starts what the
 # tests need (Slurm, munge, Slurm's Torque-compatible commands, OpenMPI, the
-# Python environment), then runs lint, type checks and the whole test suite.
+# Python environment), then runs lint, type checks, the documentation build and
+# the whole test suite.
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,11 +17,14 @@ PY=$(bash ci/venv.sh)
 BIN=$(dirname "$PY")
 
 echo "== ruff"
-"$BIN/ruff" check hpcdask tests
-"$BIN/ruff" format --check hpcdask tests
+"$BIN/ruff" check hpcdask tests examples
+"$BIN/ruff" format --check hpcdask tests examples
 
 echo "== mypy --strict hpcdask"
 "$BIN/mypy" --strict hpcdask
+
+echo "== docs: sphinx-build, warnings as errors, into build/docs"
+"$BIN/sphinx-build" -W --keep-going -q -b html docs build/docs
 
 echo "== pytest"
 "$PY" -m pytest tests -p no:cacheprovider -rfEs "$@"

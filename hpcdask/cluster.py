@@ -109,6 +109,9 @@ class HPCCluster(SpecCluster):
         turns TLS off, with a logged warning. See :mod:`hpcdask.security`.
     asynchronous, loop
         as for every Dask cluster.
+    shared_temp_directory
+        where in-memory TLS credentials are written for the workers, on a file
+        system the jobs see (default: ``security/`` beside the log directory).
     **job_kwargs
         job options, see :func:`hpcdask.config.resolve_job_options`; among them
         ``shared_temp_directory``, where the workers' TLS files are written
@@ -267,7 +270,8 @@ class HPCCluster(SpecCluster):
 
     @property
     def hpc_dashboard_link(self) -> str:
-        """The dashboard's hpcdask page: jobs, workers and core-hours over time."""
+        """The link to the dashboard's hpcdask page (jobs, workers and
+        core-hours over time)."""
         return hpc_page_link(self.dashboard_link)
 
     def _repr_html_(self, cluster_status: Any = None) -> str:

@@ -6,7 +6,7 @@
     ├── BatchCommandError           a batch command (sbatch, qsub, squeue...) failed
     │   └── JobSubmissionError      the queue refused a job (bad partition, account...)
     ├── JobFailedError              a job ended before its workers connected
-    ├── cli.CommandError            the ``hpcdask`` command cannot do what was asked
+    ├── cli.CommandError            the hpcdask command cannot do what was asked
     └── mpi.MPIClusterError         the MPI launcher failed
         └── mpi.WorldTooSmallError  too few ranks: 3, or 2 to serve (a ValueError)
 

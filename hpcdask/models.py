@@ -35,6 +35,7 @@ class JobState(enum.Enum):
 
     @property
     def is_terminal(self) -> bool:
+        """Whether a job in this state has ended (it is in ``TERMINAL``)."""
         return self in TERMINAL
 
 
