@@ -1,7 +1,8 @@
 """Benchmark scenarios, each run for one tool in its own process.
 
 ``python -m benchmarks.scenarios SCENARIO TOOL OUT.json``; TOOL is ``hpcdask``,
-``dask-jobqueue`` or ``localcluster``. All tools get the same workers: one-core,
+``dask-jobqueue`` or ``localcluster`` (or ``hpcdask-no-nanny``, hpcdask with
+``nanny=False``, run by hand as a variant). All tools get the same workers: one-core,
 1 GB, one process per job, on the same local Slurm.
 """
 
@@ -45,6 +46,10 @@ def make_cluster(
         from hpcdask import SLURMCluster
 
         return SLURMCluster(**options)
+    if tool == "hpcdask-no-nanny":  # an opt-in variant, not the default
+        from hpcdask import SLURMCluster
+
+        return SLURMCluster(nanny=False, **options)
     if tool == "dask-jobqueue":
         from dask_jobqueue import SLURMCluster as JobqueueSLURMCluster
 
