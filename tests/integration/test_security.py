@@ -110,8 +110,11 @@ def test_tls_is_the_default_and_strangers_cannot_connect(new_jobs: NewJobs) -> N
             with pytest.raises((OSError, asyncio.TimeoutError)):
                 asyncio.run(comm_identity(target.replace("tls://", "tcp://")))
             # a TLS client that does not check the server: the server checks it
+            # and ends the connection (in TLS 1.3 the client sees the alert or,
+            # when the close wins the race, only the end of the stream)
             answer = raw_tls_without_certificate(target)
-            assert "CERTIFICATE_REQUIRED" in str(answer), answer
+            refusals = ("CERTIFICATE_REQUIRED", "EOF occurred", "Connection reset")
+            assert answer == b"" or any(r in str(answer) for r in refusals), answer
         for security in (None, stranger):
             with pytest.raises((OSError, TypeError, asyncio.TimeoutError)):
                 Client(address, security=security, timeout=5)
