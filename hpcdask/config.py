@@ -79,6 +79,7 @@ DEPRECATED_NAMES: dict[str, str] = {
     "extra": "worker_extra_args",
     "job_extra": "job_extra_directives",
     "header_skip": "job_directives_skip",
+    "project": "account",
 }
 
 _START_METHODS = ("fork", "spawn", "forkserver")

@@ -80,6 +80,9 @@ def test_deprecated_names_still_work() -> None:
             "slurm", cores=1, memory="1GB", job_extra=["--exclusive"]
         )
     assert opts.job_extra_directives == ("--exclusive",)
+    with pytest.warns(FutureWarning, match="'account'"):
+        opts = resolve_job_options("slurm", cores=1, memory="1GB", project="P12")
+    assert opts.account == "P12"
 
 
 @pytest.mark.parametrize(
