@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterable
 from typing import Any, ClassVar, TypeVar
 
 import dask.config
@@ -72,6 +73,32 @@ def make_backend(opts: JobOptions) -> Backend:
     if opts.system == "pbs":
         return CommandBackend(PBS(), SubprocessRunner())
     return LocalBackend(walltime=opts.walltime)
+
+
+class RetiredWorkerHeartbeats(logging.Filter):
+    """Drops the scheduler's warning about a heartbeat from a worker that this
+    cluster has just retired and whose job it cancelled: the worker's last
+    heartbeat was already on its way. Other workers' warnings pass."""
+
+    MESSAGE = "Received heartbeat from unregistered worker"
+
+    def __init__(self, keep_for: float = 60.0) -> None:
+        super().__init__()
+        self.keep_for = keep_for
+        self._retired: dict[str, float] = {}  # address -> when retired
+
+    def add(self, addresses: Iterable[str]) -> None:
+        now = time.monotonic()
+        self._retired = {
+            a: t for a, t in self._retired.items() if now - t < self.keep_for
+        }
+        self._retired.update(dict.fromkeys(addresses, now))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._retired or not str(record.msg).startswith(self.MESSAGE):
+            return True
+        message = record.getMessage()
+        return not any(f"'{address}'" in message for address in self._retired)
 
 
 class BatchJob(ProcessInterface):
@@ -169,6 +196,8 @@ class HPCCluster(SpecCluster):
         scheduler_options.update(opts.scheduler_options)
         # the dashboard's /hpc page and its history (hpcdask.dashboard)
         self._dashboard = HPCDashboard(self, scheduler_options.get("http_prefix"))
+        self._retired_heartbeats = RetiredWorkerHeartbeats()
+        logging.getLogger("distributed.scheduler").addFilter(self._retired_heartbeats)
         scheduler_options["plugins"] = [
             *scheduler_options.get("plugins", ()),
             self._dashboard,
@@ -533,6 +562,13 @@ class HPCCluster(SpecCluster):
         if self.status == Status.running:
             # hand the workers' data over before their jobs go
             worker_names = [w for r in records for w in r.workers]
+            if worker_names and self.scheduler is not None:
+                wanted = set(worker_names)
+                self._retired_heartbeats.add(
+                    ws.address
+                    for ws in self.scheduler.workers.values()
+                    if str(ws.name) in wanted
+                )
             if worker_names:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(
@@ -570,6 +606,9 @@ class HPCCluster(SpecCluster):
             await super()._close()
         finally:
             self.credentials.remove()
+            logging.getLogger("distributed.scheduler").removeFilter(
+                self._retired_heartbeats
+            )
 
     async def _wait_for_workers(
         self, n_workers: int = 0, timeout: float | None = None
