@@ -75,16 +75,23 @@ def make_backend(opts: JobOptions) -> Backend:
     return LocalBackend(walltime=opts.walltime)
 
 
-class RetiredWorkerHeartbeats(logging.Filter):
-    """Drops the scheduler's warning about a heartbeat from a worker that this
-    cluster has just retired and whose job it cancelled: the worker's last
-    heartbeat was already on its way. Other workers' warnings pass."""
+class SchedulerNoise(logging.Filter):
+    """Drops two scheduler log records that say nothing is wrong:
 
-    MESSAGE = "Received heartbeat from unregistered worker"
+    - the warning about a heartbeat from a worker that this cluster has just
+      retired and whose job it cancelled (its last heartbeat was on its way);
+    - the traceback of a cancelled worker stream while the cluster closes (a
+      cancelled job's worker may still be exiting when the scheduler stops).
+
+    Everything else passes, other workers' warnings included.
+    """
+
+    HEARTBEAT = "Received heartbeat from unregistered worker"
 
     def __init__(self, keep_for: float = 60.0) -> None:
         super().__init__()
         self.keep_for = keep_for
+        self.closing = False
         self._retired: dict[str, float] = {}  # address -> when retired
 
     def add(self, addresses: Iterable[str]) -> None:
@@ -95,7 +102,9 @@ class RetiredWorkerHeartbeats(logging.Filter):
         self._retired.update(dict.fromkeys(addresses, now))
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._retired or not str(record.msg).startswith(self.MESSAGE):
+        if self.closing and record.exc_info:
+            return not isinstance(record.exc_info[1], asyncio.CancelledError)
+        if not self._retired or not str(record.msg).startswith(self.HEARTBEAT):
             return True
         message = record.getMessage()
         return not any(f"'{address}'" in message for address in self._retired)
@@ -196,8 +205,8 @@ class HPCCluster(SpecCluster):
         scheduler_options.update(opts.scheduler_options)
         # the dashboard's /hpc page and its history (hpcdask.dashboard)
         self._dashboard = HPCDashboard(self, scheduler_options.get("http_prefix"))
-        self._retired_heartbeats = RetiredWorkerHeartbeats()
-        logging.getLogger("distributed.scheduler").addFilter(self._retired_heartbeats)
+        self._scheduler_noise = SchedulerNoise()
+        logging.getLogger("distributed.scheduler").addFilter(self._scheduler_noise)
         scheduler_options["plugins"] = [
             *scheduler_options.get("plugins", ()),
             self._dashboard,
@@ -564,7 +573,7 @@ class HPCCluster(SpecCluster):
             worker_names = [w for r in records for w in r.workers]
             if worker_names and self.scheduler is not None:
                 wanted = set(worker_names)
-                self._retired_heartbeats.add(
+                self._scheduler_noise.add(
                     ws.address
                     for ws in self.scheduler.workers.values()
                     if str(ws.name) in wanted
@@ -602,12 +611,13 @@ class HPCCluster(SpecCluster):
             self._poll_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poll_task
+        self._scheduler_noise.closing = True
         try:
             await super()._close()
         finally:
             self.credentials.remove()
             logging.getLogger("distributed.scheduler").removeFilter(
-                self._retired_heartbeats
+                self._scheduler_noise
             )
 
     async def _wait_for_workers(
