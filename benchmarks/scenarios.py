@@ -42,14 +42,12 @@ def make_cluster(
         scheduler_options={"dashboard_address": ":0"},
         **extra,
     )
-    if tool == "hpcdask":
+    if tool in ("hpcdask", "hpcdask-no-nanny"):
         from hpcdask import SLURMCluster
 
+        if tool == "hpcdask-no-nanny":  # an opt-in variant, not the default
+            options["nanny"] = False
         return SLURMCluster(**options)
-    if tool == "hpcdask-no-nanny":  # an opt-in variant, not the default
-        from hpcdask import SLURMCluster
-
-        return SLURMCluster(nanny=False, **options)
     if tool == "dask-jobqueue":
         from dask_jobqueue import SLURMCluster as JobqueueSLURMCluster
 
