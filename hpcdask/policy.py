@@ -139,6 +139,9 @@ def decide(
         elif idle_for >= params.idle_timeout:
             idle.append((idle_for, job.name))
 
+    drain_reason = (
+        f"drain {len(drain)} jobs too close to their end for a task" if drain else ""
+    )
     wanted = wanted_jobs(snapshot.target_workers, params)
     if wanted > capacity:
         state = PolicyState(None, idle_since, state.failures_forgiven_until)
@@ -150,9 +153,9 @@ def decide(
         ), state
     if wanted == capacity:
         state = PolicyState(None, idle_since, state.failures_forgiven_until)
-        reason = "idle jobs near their walltime" if retire_expiring else ""
-        if drain:
-            reason = f"drain {len(drain)} jobs too close to their end for a task"
+        reason = drain_reason or (
+            "idle jobs near their walltime" if retire_expiring else ""
+        )
         decision = ScaleDecision(
             retire=tuple(retire_expiring), drain=tuple(drain), reason=reason
         )
@@ -172,8 +175,8 @@ def decide(
         reasons.append(f"cancel {len(cancel)} pending (surplus of {surplus} jobs)")
     if retire:
         reasons.append(f"retire {len(retire)} idle for >= {params.idle_timeout:g} s")
-    if drain:
-        reasons.append(f"drain {len(drain)} jobs too close to their end for a task")
+    if drain_reason:
+        reasons.append(drain_reason)
     decision = ScaleDecision(
         cancel=tuple(cancel),
         retire=(*retire, *retire_expiring),
