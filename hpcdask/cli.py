@@ -22,68 +22,29 @@ import asyncio
 import importlib.util
 import os
 import pwd
-import re
 import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
-import yaml
-
-from hpcdask.config import DEFAULTS, SYSTEMS, JobOptions, resolve_job_options
-from hpcdask.errors import HPCDaskError, InvalidOptionError
-from hpcdask.models import JobStatus
+from hpcdask.config import render_config, resolve_job_options, security_setting
+from hpcdask.errors import CommandError, HPCDaskError, InvalidOptionError
+from hpcdask.format import format_bytes, format_duration
+from hpcdask.models import QueuedJob
+from hpcdask.options import SYSTEMS, JobOptions
 from hpcdask.profiles import load_profile, load_profiles
-from hpcdask.runner import Runner, SubprocessRunner
-from hpcdask.systems.pbs import parse_qstat_full, status_from_attributes
-from hpcdask.systems.slurm import SQUEUE_FORMAT, parse_squeue
+from hpcdask.runner import SubprocessRunner
+from hpcdask.systems import make_backend, queue_system
+from hpcdask.systems.base import CommandBackend
 from hpcdask.validation import check_identifier
-from hpcdask.widget import format_bytes, format_duration
+from hpcdask.view import JobRow
 
 __all__ = ["main"]
 
 #: what the job-script command puts where a cluster puts its scheduler's host and
 #: port (after the protocol: tls:// by default).
 PLACEHOLDER_ADDRESS = "SCHEDULER-ADDRESS:8786"
-
-#: one line of help per job option, for ``hpcdask config``.
-OPTION_HELP: dict[str, str] = {
-    "name": "worker name prefix; jobs are NAME-0, NAME-1... (plain $VARS allowed)",
-    "cores": "cores per job (required here or as an argument)",
-    "memory": "memory per job, e.g. 109GB (required here or as an argument)",
-    "processes": "worker processes per job (default: about sqrt(cores))",
-    "python": "python on the compute nodes (default: this interpreter)",
-    "interface": "network interface workers and scheduler use, e.g. ib0",
-    "death_timeout": "seconds a worker waits for a lost scheduler",
-    "local_directory": "worker scratch space, e.g. $TMPDIR",
-    "worker_command": "module that starts the workers",
-    "worker_extra_args": "extra arguments of the worker command",
-    "shebang": "first line of the job script",
-    "queue": "queue (Slurm partition)",
-    "account": "account / project charged",
-    "walltime": "walltime per job (default 00:30:00)",
-    "job_name": "the batch job name (default: name without $VARS)",
-    "job_script_prologue": "shell lines run before the workers start",
-    "job_script_epilogue": "shell lines run after the workers stop",
-    "job_extra_directives": "extra directive lines, e.g. --gres=gpu:1",
-    "job_directives_skip": "directive lines containing these are left out",
-    "log_directory": "job stdout/stderr (default ~/.hpcdask/logs)",
-    "shared_temp_directory": "TLS files for workers, 0700 (default: security/ "
-    "beside log_directory)",
-    "nanny": "run workers under a nanny process",
-    "worker_start_method": "how a nanny starts its worker: fork, spawn, forkserver",
-    "protocol": "tcp:// or tls://",
-    "scheduler_options": "extra arguments of the Scheduler",
-    "job_cpu": "Slurm --cpus-per-task (default: cores)",
-    "job_mem": "Slurm --mem (default: memory)",
-    "resource_spec": "PBS -l resources (default select=1:ncpus=..:mem=..)",
-}
-
-
-class CommandError(HPCDaskError):
-    """A problem with what the user asked for, reported as one line."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,16 +54,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-# -- queue queries ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class QueuedJob:
-    """One job in the queue as ``hpcdask jobs`` lists it."""
-
-    job_id: str
-    name: str
-    status: JobStatus
+# -- the queue --------------------------------------------------------------------
 
 
 def current_user() -> str:
@@ -127,6 +79,11 @@ def detect_system(system: str | None, queue_only: bool = False) -> str:
     return system
 
 
+def queue_backend(system: str) -> CommandBackend:
+    """The backend that lists and cancels the user's jobs of ``system``."""
+    return CommandBackend(queue_system(system), SubprocessRunner())
+
+
 def check_job_name(name: str) -> str:
     """A job name to select jobs by: no ``,`` (scancel would read a list)."""
     check_identifier("name", name)
@@ -135,107 +92,20 @@ def check_job_name(name: str) -> str:
     return name
 
 
-def list_argv(system: str, user: str, names: Sequence[str] | None) -> list[str]:
-    """One command listing the queued jobs of ``user`` (named ``names``)."""
-    if system == "slurm":
-        argv = [
-            "squeue",
-            "--noheader",
-            f"--user={user}",
-            f"--format={SQUEUE_FORMAT}|%j",
-        ]
-        if names:
-            argv.append(f"--name={','.join(names)}")
-        return argv
-    # PBS has no portable name filter; qstat -f of all jobs is one query
-    return ["qstat", "-f"]
-
-
-def parse_listing(
-    system: str, stdout: str, user: str, names: Sequence[str] | None
-) -> list[QueuedJob]:
-    """The queued jobs of ``user`` named ``names`` in ``list_argv``'s output."""
-    jobs: list[QueuedJob] = []
-    if system == "slurm":
-        for line in stdout.splitlines():
-            fields, _, name = line.strip().rpartition("|")
-            for job_id, status in parse_squeue(fields).items():
-                jobs.append(QueuedJob(job_id, name, status))
-    else:
-        for job_id, attrs in parse_qstat_full(stdout).items():
-            # Job_Owner is "user@host"; Slurm's wrapper's euser is "user(uid)"
-            owner = attrs.get("Job_Owner") or attrs.get("euser", "")
-            if re.split(r"[@(]", owner)[0] == user:
-                name = attrs.get("Job_Name", "")
-                jobs.append(QueuedJob(job_id, name, status_from_attributes(attrs)))
-    return [
-        job
-        for job in jobs
-        if not job.status.state.is_terminal and (not names or job.name in names)
-    ]
-
-
-def cancel_argv(
-    system: str, user: str, name: str, jobs: Sequence[QueuedJob]
-) -> list[str]:
-    """ONE command cancelling every queued job of ``user`` named ``name``.
-
-    Slurm selects by name and user itself (jobs queued after the listing are
-    cancelled too); PBS's ``qdel`` takes the ids the listing found.
-    """
-    if system == "slurm":
-        return ["scancel", f"--user={user}", f"--name={name}"]
-    return ["qdel", *(job.job_id for job in jobs)]
-
-
-async def list_jobs(
-    runner: Runner, system: str, user: str, names: Sequence[str] | None
-) -> list[QueuedJob]:
-    result = await runner.run(list_argv(system, user, names))
-    if not result.ok:
-        raise CommandError(
-            f"{result.argv[0]} failed: "
-            + (result.stderr.strip() or f"exit code {result.returncode}")
-        )
-    return parse_listing(system, result.stdout, user, names)
-
-
-async def cancel_jobs(
-    runner: Runner, system: str, user: str, name: str, dry_run: bool = False
-) -> list[QueuedJob]:
-    """Cancel all queued jobs of ``user`` named ``name``; return what was found."""
-    jobs = await list_jobs(runner, system, user, [name])
-    if jobs and not dry_run:
-        result = await runner.run(cancel_argv(system, user, name, jobs))
-        if not result.ok:
-            raise CommandError(
-                f"{result.argv[0]} failed: "
-                + (result.stderr.strip() or f"exit code {result.returncode}")
-            )
-    return jobs
-
-
 def render_jobs(jobs: Sequence[QueuedJob], now: float) -> str:
     """A table of jobs, like squeue's but with walltime left."""
     rows = [("JOBID", "NAME", "STATE", "REASON", "NODE", "AGE", "WALLTIME LEFT")]
     for job in jobs:
-        status = job.status
-        left = None
-        if status.start_time is not None and status.time_limit is not None:
-            left = max(0.0, status.start_time + status.time_limit - now)
-        elif status.time_limit is not None:
-            left = status.time_limit
+        row = JobRow.of(job.job_id, job.name, job.status, now)
         rows.append(
             (
                 job.job_id,
                 job.name,
-                status.state.value,
-                status.reason or "-",
-                status.node or "-",
-                format_duration(
-                    None if status.submit_time is None else now - status.submit_time
-                ),
-                format_duration(left),
+                row.state.value,
+                row.status.reason or "-",
+                row.status.node or "-",
+                format_duration(row.age),
+                format_duration(row.walltime_left),
             )
         )
     return _table(rows)
@@ -250,56 +120,6 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
 
 
 # -- the config file -----------------------------------------------------------------
-
-
-def render_config() -> str:
-    """A commented ``hpcdask.yaml``: every option with its default, all commented.
-
-    As written the file sets nothing, so it hides no site-wide setting and no
-    ``jobqueue.<system>.*`` value (an existing ``jobqueue.yaml``), which hpcdask
-    reads for whatever is left unset. Removing the leading ``# `` from an option's
-    line and from the lines of its parents sets it.
-    """
-    lines = [
-        "# hpcdask configuration, read by dask from ~/.config/dask/ (or /etc/dask/).",
-        "# Nothing is set yet: to set an option, remove the leading '# ' from its",
-        "# line and from its parents' lines ('hpcdask:', '  slurm:'). Options left",
-        "# unset are read from jobqueue.<system>.* (a dask-jobqueue jobqueue.yaml),",
-        "# then take the defaults shown. Constructor arguments override all of these.",
-        "#",
-        "# hpcdask:",
-        "#   # how often the queue is asked about a cluster's jobs (one command)",
-        "#   poll-interval: 5s",
-        "#   # TLS with a certificate made per cluster; false: unencrypted, and",
-        "#   # anyone who reaches the scheduler's port can run code in it",
-        "#   security: true",
-    ]
-    for system in SYSTEMS:
-        lines.append(f"#   {system}:")
-        for option, default in DEFAULTS.items():
-            key = option.replace("_", "-")
-            value = yaml.safe_dump(default, default_flow_style=True)
-            value = value.strip().removesuffix("...").strip()
-            lines.append(f"#     {key}: {value}  # {OPTION_HELP[option]}")
-    lines += [
-        "#   # site profiles: SLURMCluster.from_profile(NAME), `hpcdask profiles`;",
-        "#   # keys: system, description, directives and any option above",
-        "#   profiles:",
-        "#     small:",
-        "#       description: 2 cores, 4 GB, 8 hours",
-        "#       system: slurm",
-        "#       queue: shared",
-        "#       cores: 2",
-        "#       memory: 4GB",
-        '#       walltime: "08:00:00"',
-        "#     gpu-small:",
-        "#       system: slurm",
-        "#       queue: gpu",
-        "#       cores: 8",
-        "#       memory: 32GB",
-        '#       directives: ["--gres=gpu:1"]',
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def default_config_path() -> str:
@@ -367,18 +187,13 @@ def job_options_of(args: argparse.Namespace) -> JobOptions:
 
 
 def cmd_job_script(args: argparse.Namespace) -> int:
-    from hpcdask.cluster import make_backend
     from hpcdask.script import render_job_script
-    from hpcdask.security import (
-        configured_security,
-        placeholder_security_args,
-        with_tls_protocol,
-    )
+    from hpcdask.security import placeholder_security_args, with_tls_protocol
 
     opts = job_options_of(args)
     system = make_backend(opts).system
     security_args: list[str] = []
-    if configured_security():
+    if security_setting():
         # TLS, as a cluster made here has it by default; each cluster writes
         # its own credentials, so their directory's name is a placeholder
         opts = with_tls_protocol(opts)
@@ -403,7 +218,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     system = detect_system(args.system, queue_only=True)
     user = current_user()
     names = None if args.all else [check_job_name(n) for n in job_names(args, system)]
-    jobs = asyncio.run(list_jobs(SubprocessRunner(), system, user, names))
+    jobs = asyncio.run(queue_backend(system).list_jobs(user, names))
     if not jobs:
         which = "" if names is None else f" named {', '.join(names)}"
         print(f"no queued jobs of {user}{which}")
@@ -442,7 +257,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     name = check_job_name(args.name)
     user = current_user()
     jobs = asyncio.run(
-        cancel_jobs(SubprocessRunner(), system, user, name, dry_run=args.dry_run)
+        queue_backend(system).cancel_by_name(user, name, dry_run=args.dry_run)
     )
     if not jobs:
         print(f"no queued jobs of {user} named {name}")

@@ -7,9 +7,10 @@ page shows, live: jobs by state over time, workers over time against the planned
 (adaptive) target, core-hours charged over time, and the job table.
 
 Everything runs on the scheduler's event loop, which for hpcdask's clusters is the
-cluster's own: samples and page updates read the cluster's memory through
-:func:`hpcdask.widget.cluster_view` and never wait on the queue. The plugin holds
-the cluster weakly, so a dashboard left open keeps no closed cluster alive.
+cluster's own: samples and page updates render the cluster's
+:class:`~hpcdask.view.ClusterView` and never wait on the queue. The plugin holds
+the cluster's view method weakly, so a dashboard left open keeps no closed
+cluster alive.
 """
 
 from __future__ import annotations
@@ -19,28 +20,19 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 from tornado.ioloop import IOLoop, PeriodicCallback
 
-from hpcdask.widget import (
-    HPC_PAGE,
-    ClusterView,
-    cluster_view,
-    describe_jobs,
-    describe_scaling,
-    describe_walltime,
-    format_duration,
-)
+from hpcdask.format import format_duration
+from hpcdask.view import HPC_PAGE, ClusterView, rows_to_show
 
 if TYPE_CHECKING:
     from bokeh.document import Document
     from distributed.scheduler import Scheduler
-
-    from hpcdask.cluster import HPCCluster
 
 logger = logging.getLogger(__name__)
 
@@ -136,15 +128,13 @@ def series_columns(samples: Sequence[Sample]) -> dict[str, Any]:
 
 def table_columns(view: ClusterView) -> dict[str, Any]:
     """Column data of the job table: live jobs first, then the latest ended."""
-    live = [j for j in view.jobs if not j.state.is_terminal]
-    ended = [j for j in view.jobs if j.state.is_terminal][::-1]
-    rows = (live + ended)[:200]
+    rows = rows_to_show(view.jobs, 200)
     return {
         "job_id": [j.job_id for j in rows],
         "name": [j.name for j in rows],
         "state": [j.state.value for j in rows],
-        "reason": [j.reason for j in rows],
-        "node": [j.node for j in rows],
+        "reason": [j.status.reason for j in rows],
+        "node": [j.status.node for j in rows],
         "workers": [j.workers for j in rows],
         "age": [format_duration(j.age) for j in rows],
         "left": [format_duration(j.walltime_left) for j in rows],
@@ -162,10 +152,10 @@ def summary_html(view: ClusterView) -> str:
     items = [
         ("Cluster", f"{view.cluster_type} {view.name} on {view.system}"),
         ("Queue", view.queue or "default"),
-        ("Jobs", describe_jobs(view)),
+        ("Jobs", view.describe_jobs()),
         ("Workers", f"{view.workers_connected} of {view.workers_planned} planned"),
-        ("Scaling", describe_scaling(view)),
-        ("Walltime left", describe_walltime(view)),
+        ("Scaling", view.describe_scaling()),
+        ("Walltime left", view.describe_walltime()),
         ("Charged", f"{charged}, burning {usage.burn_rate:g} core-hours/hour"),
     ]
     if view.controller_error:
@@ -181,8 +171,9 @@ class HPCDashboard(SchedulerPlugin):
 
     Parameters
     ----------
-    cluster
-        the cluster to show; held weakly.
+    view
+        the view of the cluster to show: a bound method (the cluster's
+        ``view``), held weakly.
     http_prefix
         the scheduler's ``http_prefix`` (the dashboard's URL prefix).
     interval
@@ -192,18 +183,17 @@ class HPCDashboard(SchedulerPlugin):
     name = "hpcdask-dashboard"
 
     def __init__(
-        self, cluster: HPCCluster, http_prefix: str | None = "/", interval: float = 1.0
+        self,
+        view: Callable[[], ClusterView],
+        http_prefix: str | None = "/",
+        interval: float = 1.0,
     ) -> None:
-        self._cluster: weakref.ref[HPCCluster] = weakref.ref(cluster)
+        self._view = weakref.WeakMethod(view)
         self.http_prefix = http_prefix or "/"
         self.interval = interval
         self.history = History()
         self._sampler: PeriodicCallback | None = None
         self.page_registered = False
-
-    @property
-    def cluster(self) -> HPCCluster | None:
-        return self._cluster()
 
     async def start(self, scheduler: Scheduler) -> None:
         with contextlib.suppress(ImportError):  # no bokeh: no dashboard at all
@@ -218,10 +208,9 @@ class HPCDashboard(SchedulerPlugin):
             self._sampler = None
 
     def view(self) -> ClusterView | None:
-        cluster = self.cluster
-        if cluster is None:
-            return None
-        return cluster_view(cluster)
+        """The cluster's view now; ``None`` once the cluster is gone."""
+        method = self._view()
+        return None if method is None else method()
 
     def sample(self) -> None:
         """Add the cluster's current state to the history."""
@@ -245,7 +234,7 @@ class HPCDashboard(SchedulerPlugin):
         # in the menu of every page of this scheduler
         if HPC_PAGE not in variables["pages"]:
             variables["pages"].append(HPC_PAGE)
-        bokeh_app = BokehApplication(
+        bokeh_app = BokehApplication(  # type: ignore[no-untyped-call]
             {f"/{HPC_PAGE}": self.make_document},
             scheduler,
             prefix=self.http_prefix,

@@ -6,7 +6,7 @@
     ├── BatchCommandError           a batch command (sbatch, qsub, squeue...) failed
     │   └── JobSubmissionError      the queue refused a job (bad partition, account...)
     ├── JobFailedError              a job ended before its workers connected
-    ├── cli.CommandError            the hpcdask command cannot do what was asked
+    ├── CommandError                the hpcdask command cannot do what was asked
     └── mpi.MPIClusterError         the MPI launcher failed
         └── mpi.WorldTooSmallError  too few ranks: 3, or 2 to serve (a ValueError)
 
@@ -66,3 +66,8 @@ class JobFailedError(HPCDaskError):
         else:
             lines.append("its stderr log is empty or missing")
         super().__init__("\n".join(lines))
+
+
+class CommandError(HPCDaskError):
+    """A problem with what the user asked the ``hpcdask`` command, reported as
+    one line."""

@@ -13,10 +13,11 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
-from hpcdask.config import JobOptions
 from hpcdask.errors import InvalidOptionError
+from hpcdask.format import format_memory_limit
 from hpcdask.mpi import MIN_RANKS
-from hpcdask.script import _log_redirection, format_memory_limit
+from hpcdask.options import JobOptions
+from hpcdask.script import _log_redirection
 from hpcdask.systems.base import BatchSystem
 from hpcdask.validation import shell_word
 

@@ -37,32 +37,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from hpcdask.models import ClusterSnapshot, ScaleDecision
+from hpcdask.models import ClusterSnapshot, PolicyParams, ScaleDecision
 
-
-@dataclass(frozen=True)
-class PolicyParams:
-    """The knobs of :func:`decide` (seconds for times)."""
-
-    minimum_jobs: int = 0
-    maximum_jobs: int = 2**31
-    workers_per_job: int = 1
-    max_pending_jobs: int | None = None
-    idle_timeout: float = 10.0
-    scale_down_delay: float = 2.0
-    replace_ahead: float = 60.0
-    lifetime_margin: float = 0.0
-    max_failed_starts: int = 3
-    failure_backoff: float = 5.0
-
-    def __post_init__(self) -> None:
-        if self.minimum_jobs < 0 or self.maximum_jobs < self.minimum_jobs:
-            raise ValueError(
-                f"need 0 <= minimum_jobs <= maximum_jobs, got "
-                f"{self.minimum_jobs} and {self.maximum_jobs}"
-            )
-        if self.max_pending_jobs is not None and self.max_pending_jobs < 1:
-            raise ValueError(f"max_pending_jobs must be >= 1: {self.max_pending_jobs}")
+__all__ = ["PolicyParams", "PolicyState", "decide", "wanted_jobs"]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hpcdask import HPCCluster
-from hpcdask.config import DEFAULTS
+from hpcdask.options import DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
