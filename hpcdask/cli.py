@@ -28,7 +28,12 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from hpcdask.config import render_config, resolve_job_options, security_setting
+from hpcdask.config import (
+    default_config_path,
+    render_config,
+    resolve_job_options,
+    security_setting,
+)
 from hpcdask.errors import CommandError, HPCDaskError, InvalidOptionError
 from hpcdask.format import format_bytes, format_duration
 from hpcdask.models import QueuedJob
@@ -117,16 +122,6 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     )
-
-
-# -- the config file -----------------------------------------------------------------
-
-
-def default_config_path() -> str:
-    root = os.environ.get("DASK_CONFIG") or os.path.join(
-        os.path.expanduser("~"), ".config", "dask"
-    )
-    return os.path.join(root, "hpcdask.yaml")
 
 
 # -- subcommands -----------------------------------------------------------------
@@ -232,10 +227,10 @@ def job_names(args: argparse.Namespace, system: str) -> list[str]:
     (from config) and those of the profiles for ``system``."""
     if args.name:
         return list(dict.fromkeys(args.name))
-    names = [_default_job_name(system)]
+    names = [_default_options(system).job_name]
     for profile in load_profiles():
         if profile.system in (None, system):
-            names.append(_default_job_name(system, profile.cluster_kwargs()))
+            names.append(_default_options(system, profile.cluster_kwargs()).job_name)
     return list(dict.fromkeys(names))
 
 
@@ -244,10 +239,6 @@ def _default_options(system: str, kwargs: dict[str, Any] | None = None) -> JobOp
     # given only so that the options resolve without them in config
     required = {"cores": 1, "memory": 1, "processes": 1}
     return resolve_job_options(system, **{**(kwargs or {}), **required})
-
-
-def _default_job_name(system: str, kwargs: dict[str, Any] | None = None) -> str:
-    return _default_options(system, kwargs).job_name
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -311,12 +302,31 @@ def build_parser() -> argparse.ArgumentParser:
         "your jobs in the queue, cleanup, config.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
     p = commands.add_parser(
         "profiles", help="list the site profiles (hpcdask.profiles in dask config)"
     )
     p.set_defaults(run=cmd_profiles)
+    _add_job_script(commands)
+    _add_jobs_and_cancel(commands)
+    p = commands.add_parser(
+        "config",
+        help="write a commented default config file",
+        description="Write hpcdask.yaml with every option commented out "
+        "(default: ~/.config/dask/hpcdask.yaml).",
+    )
+    p.add_argument("--output", metavar="PATH", help="where to write; - for stdout")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
+    p.set_defaults(run=cmd_config)
+    if has_mpi():
+        # listed for --help; main() hands its arguments to hpcdask-mpi unparsed
+        commands.add_parser(
+            "mpi", help="run a Dask cluster inside mpirun (as hpcdask-mpi; see "
+            "hpcdask mpi --help)", add_help=False
+        )  # fmt: skip
+    return parser
 
+
+def _add_job_script(commands: Any) -> None:
     p = commands.add_parser(
         "job-script",
         help="print the job script a cluster would submit",
@@ -340,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"default: tls://{PLACEHOLDER_ADDRESS}")  # fmt: skip
     p.set_defaults(run=cmd_job_script)
 
+
+def _add_jobs_and_cancel(commands: Any) -> None:
     p = commands.add_parser(
         "jobs",
         help="list your hpcdask jobs in the queue, with state and reason",
@@ -351,7 +363,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="all your jobs, any name")
     p.add_argument("--system", choices=("slurm", "pbs"))
     p.set_defaults(run=cmd_jobs)
-
     p = commands.add_parser(
         "cancel",
         help="cancel all your queued jobs of a cluster, by job name",
@@ -364,24 +375,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="list what would be cancelled, cancel nothing")  # fmt: skip
     p.set_defaults(run=cmd_cancel)
-
-    p = commands.add_parser(
-        "config",
-        help="write a commented default config file",
-        description="Write hpcdask.yaml with every option commented out "
-        "(default: ~/.config/dask/hpcdask.yaml).",
-    )
-    p.add_argument("--output", metavar="PATH", help="where to write; - for stdout")
-    p.add_argument("--force", action="store_true", help="replace an existing file")
-    p.set_defaults(run=cmd_config)
-
-    if has_mpi():
-        # listed for --help; main() hands its arguments to hpcdask-mpi unparsed
-        commands.add_parser(
-            "mpi", help="run a Dask cluster inside mpirun (as hpcdask-mpi; see "
-            "hpcdask mpi --help)", add_help=False
-        )  # fmt: skip
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

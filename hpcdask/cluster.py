@@ -13,30 +13,22 @@ reported (and not resubmitted).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from typing import Any, ClassVar, TypeVar
 
-from distributed.comm.addressing import get_address_host
-from distributed.core import Status
-from distributed.deploy.spec import SpecCluster
-from distributed.exceptions import WorkerStartTimeoutError
 from distributed.scheduler import Scheduler
 from distributed.security import Security
-from distributed.utils import NoOpAwaitable
-from tornado.ioloop import IOLoop
 
 from hpcdask.adaptive import AdaptiveJobs
 from hpcdask.config import (
     cluster_settings,
-    repr_interval,
     resolve_job_options,
 )
 from hpcdask.cost import Usage
 from hpcdask.dashboard import HPCDashboard
+from hpcdask.deploy import JobSpecCluster
 from hpcdask.errors import JobFailedError
-from hpcdask.fleet import BatchJob
 from hpcdask.manager import JobManager
 from hpcdask.options import JobOptions
 from hpcdask.profiles import load_profile
@@ -48,13 +40,8 @@ from hpcdask.security import (
     worker_security_args,
 )
 from hpcdask.view import (
-    ClusterView,
-    copied,
-    dashboard_link_for,
-    hpc_page_link,
     jobs_frame,
 )
-from hpcdask.widget import cluster_widget, render_html
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +50,7 @@ _Cluster = TypeVar("_Cluster", bound="HPCCluster")
 __all__ = ["HPCCluster", "LocalBatchCluster", "PBSCluster", "SLURMCluster"]
 
 
-class HPCCluster(SpecCluster):
+class HPCCluster(JobSpecCluster):
     """A Dask cluster whose workers run in batch jobs.
 
     Takes dask-jobqueue's arguments with the same meaning (``cores``, ``memory``,
@@ -92,9 +79,6 @@ class HPCCluster(SpecCluster):
 
     system: ClassVar[str] = ""
 
-    # distributed's SpecCluster is unannotated: calls of its methods carry
-    # "type: ignore[no-untyped-call]"
-
     def __init__(
         self,
         *,
@@ -122,7 +106,6 @@ class HPCCluster(SpecCluster):
         self.manager = JobManager(opts, settings, self.credentials.args, os.getcwd())
         self.backend = self.manager.backend
         self.table = self.manager.table
-        self.fleet = self.manager.fleet
         self._initial_jobs = self.manager.jobs_for(n_workers)
         # the dashboard's /hpc page and its history (hpcdask.dashboard)
         self._dashboard = HPCDashboard(
@@ -144,39 +127,11 @@ class HPCCluster(SpecCluster):
             self.credentials.remove()
             raise
 
-    # SpecCluster's names for the fleet's wanted and submitted jobs, and
-    # distributed's for adaptive scaling: the manager's parts are their one
-    # writer (the base classes' __init__ sets them empty)
-
-    @property
-    def worker_spec(self) -> dict[str, Any]:
-        return self.fleet.wanted
-
-    @worker_spec.setter
-    def worker_spec(self, value: dict[str, Any]) -> None:
-        _refuse_setting("worker_spec", value)
-
-    @property
-    def workers(self) -> dict[str, BatchJob]:
-        return self.fleet.handles
-
-    @workers.setter
-    def workers(self, value: dict[str, Any]) -> None:
-        _refuse_setting("workers", value)
-
-    @property
-    def _adaptive(self) -> AdaptiveJobs | None:
-        return self.manager.adaptive
-
-    @_adaptive.setter
-    def _adaptive(self, value: object) -> None:
-        _refuse_setting("_adaptive", value)
-
     # -- what users call --------------------------------------------------------
 
     def job_script(self) -> str:
         """The script the next job would be submitted with."""
-        return self.manager.render([self.fleet.next_name()])
+        return self.manager.render([self.manager.fleet.next_name()])
 
     def jobs(self) -> Any:
         """The cluster's jobs as a pandas DataFrame, like ``squeue`` for it."""
@@ -208,22 +163,6 @@ class HPCCluster(SpecCluster):
         """
         return self.manager.usage(now)
 
-    def view(self, now: float | None = None) -> ClusterView:
-        """What the repr, the widget, the dashboard page and ``jobs()`` show;
-        safe from any thread (see :meth:`hpcdask.manager.JobManager.view`)."""
-        try:
-            link = self.dashboard_link
-        except Exception:  # a bad distributed.dashboard.link template
-            link = ""
-        return self.manager.view(
-            type(self).__name__,
-            str(self.name),
-            self.scheduler_info.get("workers", {}),
-            copied(lambda: len(self.plan)),
-            link,
-            now,
-        )
-
     @classmethod
     def from_profile(cls: type[_Cluster], name: str, **kwargs: Any) -> _Cluster:
         """A cluster from the site profile ``hpcdask.profiles.<name>`` in dask config.
@@ -250,40 +189,6 @@ class HPCCluster(SpecCluster):
         assert isinstance(cluster, cls)
         return cluster
 
-    @property
-    def dashboard_link(self) -> str:
-        """The dashboard's address as the user's browser reaches it.
-
-        Formatted from ``distributed.dashboard.link``; in a JupyterHub session
-        (``JUPYTERHUB_SERVICE_PREFIX`` set) the default link is replaced by
-        jupyter-server-proxy's ``{JUPYTERHUB_SERVICE_PREFIX}proxy/{port}/status``.
-        """
-        try:
-            port = self.scheduler_info["services"]["dashboard"]
-            host = get_address_host(self.scheduler_address)
-        except (KeyError, ValueError):  # not started, or not connected yet
-            return ""
-        return dashboard_link_for(host, port)
-
-    @property
-    def hpc_dashboard_link(self) -> str:
-        """The link to the dashboard's hpcdask page (jobs, workers and
-        core-hours over time)."""
-        return hpc_page_link(self.dashboard_link)
-
-    def _repr_html_(self, cluster_status: Any = None) -> str:
-        return render_html(self.view())
-
-    def _widget(self) -> Any:
-        """A live ipywidgets view (None without ipywidgets); see hpcdask.widget."""
-        try:
-            return self._cached_widget
-        except AttributeError:
-            self._cached_widget = cluster_widget(
-                self.view, self.loop, self.periodic_callbacks, repr_interval()
-            )
-            return self._cached_widget
-
     def scale(
         self,
         n: int | None = None,
@@ -299,12 +204,7 @@ class HPCCluster(SpecCluster):
         raises the queue's error if a submission is refused.
         """
         self.manager.scale_to(self.manager.jobs_for(n, memory, cores, jobs))
-        if self.asynchronous:
-            return self._correct_state()
-        if self.called_from_running_loop or self.status != Status.running:
-            self._io_loop.add_callback(self._correct_state)
-            return NoOpAwaitable()
-        return self.sync(self._correct_state)  # type: ignore[no-untyped-call]
+        return self._sync_jobs()
 
     def adapt(  # type: ignore[override]
         self,
@@ -353,82 +253,12 @@ class HPCCluster(SpecCluster):
         self._io_loop.add_callback(adaptive.start)
         return adaptive
 
-    async def scale_down(self, workers: Any) -> None:
-        """Remove the jobs of ``workers`` (names or addresses), whole jobs only."""
-        info = self.scheduler_info.get("workers", {})
-        self.fleet.remove_jobs_of(
-            str(info[w]["name"]) if w in info else str(w) for w in workers
-        )
-        await self._correct_state()
-
-    # -- SpecCluster hooks ----------------------------------------------------------
-
-    @property
-    def _io_loop(self) -> IOLoop:
-        loop = self.loop
-        assert loop is not None, "cluster has no event loop"
-        return loop
-
-    async def _start(self) -> None:
-        await super()._start()  # type: ignore[no-untyped-call]
-        scheduler = self.scheduler
-        assert scheduler is not None
-        address = getattr(scheduler, "contact_address", None) or scheduler.address
-        self.manager.start(scheduler, self.scheduler_comm, address)
-        if self._initial_jobs:
-            self.fleet.set_target(self._initial_jobs)
-            self._initial_jobs = 0
-
-    def _correct_state(self) -> asyncio.Future[None]:
-        return self.fleet.sync()
-
-    def _update_worker_status(self, op: str, msg: Any) -> None:
-        # The queue, not the worker list, decides when a job is gone: skip
-        # SpecCluster's "close the job when its worker leaves".
-        if op == "add":
-            for info in msg.get("workers", {}).values():
-                self.table.note_worker(str(info.get("name")), connected=True)
-        elif op == "remove":
-            info = self.scheduler_info.get("workers", {}).get(msg)
-            if info is not None:
-                self.table.note_worker(str(info.get("name")), connected=False)
-        super(SpecCluster, self)._update_worker_status(op, msg)  # type: ignore[no-untyped-call]
-
     async def _close(self) -> None:
-        if self.status in (Status.running, Status.failed):
-            await self.manager.stop()
         try:
-            await super()._close()  # type: ignore[no-untyped-call]
+            await super()._close()
         finally:
             self.credentials.remove()
             logging.getLogger("distributed.scheduler").removeFilter(self.manager.noise)
-
-    async def _wait_for_workers(
-        self, n_workers: int = 0, timeout: float | None = None
-    ) -> None:
-        """Wait for ``n_workers``; raise at once if a job fails to start."""
-        clock = asyncio.get_running_loop().time
-        deadline = None if timeout is None else clock() + float(timeout)
-        while True:
-            failure = self.manager.next_failure()
-            if failure is not None:
-                raise failure
-            assert self.scheduler_comm is not None, "cluster has not started"
-            identity = await self.scheduler_comm.identity()
-            running = sum(
-                1
-                for w in identity["workers"].values()
-                if w.get("status") == Status.running.name
-            )
-            if running >= n_workers:
-                return
-            if deadline is not None and clock() > deadline:
-                raise WorkerStartTimeoutError(running, n_workers, float(timeout or 0))
-            await asyncio.sleep(0.2)
-
-    async def poll(self) -> None:
-        """Ask the queue once about all live jobs and act on jobs that ended."""
-        await self.manager.poll()
 
     def mpi_job_script(
         self,
@@ -469,11 +299,6 @@ def scheduler_options(
     options.update(opts.scheduler_options)
     options["plugins"] = [*options.get("plugins", ()), dashboard]
     return options
-
-
-def _refuse_setting(name: str, value: object) -> None:
-    if value:
-        raise TypeError(f"{name} is the job manager's: use scale() or adapt()")
 
 
 class SLURMCluster(HPCCluster):

@@ -17,6 +17,7 @@ dask-jobqueue argument names are translated here and nowhere else.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ __all__ = [
     "cluster_settings",
     "config_value",
     "dashboard_link_template",
+    "default_config_path",
     "profiles_setting",
     "render_config",
     "repr_interval",
@@ -181,17 +183,13 @@ def adaptive_settings(
     Bounds in workers, jobs, cores or memory are each rounded to whole jobs of
     ``opts`` (minima up, maxima down) and the tightest applies.
     """
-    lows = [minimum_jobs or 0]
-    highs = [maximum_jobs if maximum_jobs is not None else 2**31]
-    for low, high, per_job in (
-        (minimum, maximum, opts.processes),
-        (minimum_cores, maximum_cores, opts.cores),
-        (_bytes(minimum_memory), _bytes(maximum_memory), opts.memory),
-    ):
-        if low is not None:
-            lows.append(math.ceil(low / per_job))
-        if high is not None:
-            highs.append(high // per_job)
+    lowest, highest = _job_bounds(
+        opts,
+        jobs=(minimum_jobs, maximum_jobs),
+        workers=(minimum, maximum),
+        cores=(minimum_cores, maximum_cores),
+        memory=(_bytes(minimum_memory), _bytes(maximum_memory)),
+    )
     seconds = check_seconds("interval", interval)
     margin = opts.walltime - opts.worker_lifetime
     allowance = check_seconds(
@@ -201,8 +199,8 @@ def adaptive_settings(
     if max_pending_jobs is None:
         max_pending_jobs = _setting("adaptive.max-pending-jobs", 100)
     params = PolicyParams(
-        minimum_jobs=max(lows),
-        maximum_jobs=min(highs),
+        minimum_jobs=lowest,
+        maximum_jobs=highest,
         workers_per_job=opts.processes,
         max_pending_jobs=check_positive_int("max_pending_jobs", max_pending_jobs),
         idle_timeout=check_seconds(
@@ -223,6 +221,27 @@ def adaptive_settings(
         interval=seconds,
         target_duration=check_seconds("target_duration", target_duration),
     )
+
+
+Bounds = tuple[int | None, int | None]
+
+
+def _job_bounds(
+    opts: JobOptions, jobs: Bounds, workers: Bounds, cores: Bounds, memory: Bounds
+) -> tuple[int, int]:
+    """The tightest of several (minimum, maximum) pairs, in whole jobs."""
+    lows = [jobs[0] or 0]
+    highs = [jobs[1] if jobs[1] is not None else 2**31]
+    for (low, high), per_job in (
+        (workers, opts.processes),
+        (cores, opts.cores),
+        (memory, opts.memory),
+    ):
+        if low is not None:
+            lows.append(math.ceil(low / per_job))
+        if high is not None:
+            highs.append(high // per_job)
+    return max(lows), min(highs)
 
 
 def _bytes(size: str | int | None) -> int | None:
@@ -300,3 +319,11 @@ def render_config() -> str:
         '#       directives: ["--gres=gpu:1"]',
     ]
     return "\n".join(lines) + "\n"
+
+
+def default_config_path() -> str:
+    """Where ``hpcdask config`` writes: ``$DASK_CONFIG`` or ~/.config/dask."""
+    root = os.environ.get("DASK_CONFIG") or os.path.join(
+        os.path.expanduser("~"), ".config", "dask"
+    )
+    return os.path.join(root, "hpcdask.yaml")

@@ -22,7 +22,11 @@ from distributed.core import Status
 from hpcdask.jobs import JobTable, wait_until_ended
 from hpcdask.models import JobRecord, ScaleDecision
 
-__all__ = ["BatchJob", "Fleet", "SchedulerActions"]
+__all__ = ["BatchJob", "Fleet", "JobSpec", "SchedulerActions"]
+
+#: what SpecCluster holds for one wanted job: its handle class, and the
+#: suffixes of its workers' names when it runs several
+JobSpec = dict[str, object]
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +96,7 @@ class Fleet:
         self.name = name
         self.scheduler = scheduler
         #: job name -> spec: the jobs the cluster wants (SpecCluster's worker_spec)
-        self.wanted: dict[str, dict[str, Any]] = {}
+        self.wanted: dict[str, JobSpec] = {}
         #: job name -> handle of a submitted job (SpecCluster's workers)
         self.handles: dict[str, BatchJob] = {}
         #: jobs being retired or cancelled, no longer wanted
@@ -101,7 +105,7 @@ class Fleet:
         #: policy decides)
         self.replace_ended = True
         self.closing = False
-        self._spec: dict[str, Any] = {"cls": BatchJob, "options": {}}
+        self._spec: JobSpec = {"cls": BatchJob, "options": {}}
         if processes > 1:
             self._spec["group"] = [f"-{i}" for i in range(processes)]
         self._counter = 0

@@ -22,7 +22,7 @@ from hpcdask.options import JobOptions
 from hpcdask.systems.base import Backend
 from hpcdask.validation import name_pattern
 
-__all__ = ["JobTable", "wait_until_ended"]
+__all__ = ["JobTable", "failure_of", "stderr_tail", "wait_until_ended"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,30 +98,6 @@ class JobTable:
             if r.connected_time is not None and r.status.start_time is not None
         )
         return times[len(times) // 2] if times else 0.0
-
-    def stderr_tail(self, record: JobRecord, lines: int = 20) -> list[str]:
-        """The last ``lines`` lines of the job's stderr log (empty if none)."""
-        if not record.stderr_path:
-            return []
-        try:
-            with open(record.stderr_path, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - 64 * 1024))
-                text = f.read().decode(errors="replace")
-        except OSError:
-            return []
-        return text.splitlines()[-lines:]
-
-    def failure(self, record: JobRecord) -> JobFailedError:
-        """The error that tells the user why ``record`` never ran workers."""
-        status = record.status
-        return JobFailedError(
-            record.job_id,
-            status.state.value,
-            status.reason
-            or (f"exit code {status.exit_code}" if status.exit_code else ""),
-            self.stderr_tail(record),
-        )
 
     def shown_status(self, record: JobRecord) -> JobStatus:
         """The status to show for ``record``: while the controller does not
@@ -214,7 +190,7 @@ class JobTable:
 
     def _note_ended(self, record: JobRecord) -> None:
         if record.failed_start:
-            failure = self.failure(record)
+            failure = failure_of(record)
             self.failures.append(failure)
             self.failed_records.append(record)
             logger.error("%s", failure)
@@ -295,3 +271,28 @@ async def wait_until_ended(
         await asyncio.sleep(interval)
         await table.poll()
     return True
+
+
+def stderr_tail(path: str, lines: int = 20) -> list[str]:
+    """The last ``lines`` lines of a job's stderr log (empty if there is none)."""
+    if not path:
+        return []
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return []
+    return text.splitlines()[-lines:]
+
+
+def failure_of(record: JobRecord) -> JobFailedError:
+    """The error that tells the user why ``record`` never ran workers."""
+    status = record.status
+    return JobFailedError(
+        record.job_id,
+        status.state.value,
+        status.reason or (f"exit code {status.exit_code}" if status.exit_code else ""),
+        stderr_tail(record.stderr_path),
+    )

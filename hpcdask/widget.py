@@ -88,8 +88,8 @@ def render_jobs_table(view: ClusterView) -> str:
     )
 
 
-def render_html(view: ClusterView) -> str:
-    """The notebook repr of a cluster, from a :class:`ClusterView` only."""
+def _summary_rows(view: ClusterView) -> list[tuple[str, str]]:
+    """The repr's summary as (heading, HTML) pairs."""
     e = html.escape
     where = e(view.system)
     if view.queue:
@@ -112,15 +112,6 @@ def render_html(view: ClusterView) -> str:
     if usage.gpu_hours or usage.gpus_in_use:
         charged += f", {usage.gpu_hours:.2f} GPU-hours"
     charged += f"), burning {usage.burn_rate:g} core-hours/hour"
-    if view.dashboard_link:
-        link = e(view.dashboard_link, quote=True)
-        page = e(hpc_page_link(view.dashboard_link), quote=True)
-        dashboard = (
-            f"<a href='{link}' target='_blank'>{e(view.dashboard_link)}</a>"
-            f" · <a href='{page}' target='_blank'>jobs page</a>"
-        )
-    else:
-        dashboard = "not available"
     rows = [
         ("Batch system", where),
         ("Jobs", e(view.describe_jobs())),
@@ -129,21 +120,35 @@ def render_html(view: ClusterView) -> str:
         ("Walltime left", e(view.describe_walltime())),
         ("Charged", charged),
         ("Scaling", e(view.describe_scaling())),
-        ("Dashboard", dashboard),
+        ("Dashboard", _dashboard_links(view.dashboard_link)),
     ]
     if view.controller_error:
         rows.append(("Queue", f"<b>not answering</b>: {e(view.controller_error)}"))
     if view.failures:
-        rows.append(
-            (
-                "Failed starts",
-                f"{len(view.failures)}; last: {e(view.failures[-1])}",
-            )
-        )
+        last = e(view.failures[-1])
+        rows.append(("Failed starts", f"{len(view.failures)}; last: {last}"))
+    return rows
+
+
+def _dashboard_links(dashboard_link: str) -> str:
+    if not dashboard_link:
+        return "not available"
+    e = html.escape
+    link = e(dashboard_link, quote=True)
+    page = e(hpc_page_link(dashboard_link), quote=True)
+    return (
+        f"<a href='{link}' target='_blank'>{e(dashboard_link)}</a>"
+        f" · <a href='{page}' target='_blank'>jobs page</a>"
+    )
+
+
+def render_html(view: ClusterView) -> str:
+    """The notebook repr of a cluster, from a :class:`ClusterView` only."""
+    e = html.escape
     table = "".join(
         f"<tr><th style='text-align:left;padding-right:1em'>{k}</th>"
         f"<td style='text-align:left'>{v}</td></tr>"
-        for k, v in rows
+        for k, v in _summary_rows(view)
     )
     return (
         "<div class='hpcdask-cluster'>"

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from hpcdask import cli
-from hpcdask.config import render_config, resolve_job_options
+from hpcdask.config import default_config_path, render_config, resolve_job_options
 from hpcdask.errors import BatchCommandError, CommandError
 from hpcdask.models import JobState, QueuedJob
 from hpcdask.options import DEFAULTS, OPTION_HELP
@@ -411,6 +411,6 @@ def test_config_default_path_follows_dask_config_env(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("DASK_CONFIG", str(tmp_path))
-    assert cli.default_config_path() == str(tmp_path / "hpcdask.yaml")
+    assert default_config_path() == str(tmp_path / "hpcdask.yaml")
     code, out, _ = run_cli("config")
     assert code == 0 and out == f"wrote {tmp_path / 'hpcdask.yaml'}\n"

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from hpcdask.cost import Usage
-from hpcdask.dashboard import (
+from hpcdask.models import JobState, JobStatus
+from hpcdask.page import (
     SERIES,
     TABLE,
     History,
@@ -18,7 +19,6 @@ from hpcdask.dashboard import (
     summary_html,
     table_columns,
 )
-from hpcdask.models import JobState, JobStatus
 from hpcdask.view import ClusterView, JobRow
 
 NOW = 1_800_000_000.0

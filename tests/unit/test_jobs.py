@@ -9,7 +9,7 @@ import pytest
 
 from hpcdask.config import resolve_job_options
 from hpcdask.errors import BatchCommandError, JobSubmissionError
-from hpcdask.jobs import JobTable
+from hpcdask.jobs import JobTable, failure_of
 from hpcdask.models import JobState
 from hpcdask.runner import Completed, FakeRunner
 from hpcdask.systems.base import CommandBackend
@@ -69,7 +69,7 @@ async def test_submit_poll_and_failed_start(tmp_path: Path) -> None:
     ended = await table.poll()
     assert [r.name for r in ended] == ["w-0"]
     assert a.failed_start and not b.state.is_terminal
-    error = table.failure(a)
+    error = failure_of(a)
     assert "job 41 ended (failed)" in str(error)
     assert "NonZeroExitCode" in str(error)
     assert error.log_tail[-1] == "/no/such/python: No such file or directory"
