@@ -26,7 +26,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from hpcdask.config import (
     default_config_path,
@@ -50,6 +50,9 @@ __all__ = ["main"]
 #: what the job-script command puts where a cluster puts its scheduler's host and
 #: port (after the protocol: tls:// by default).
 PLACEHOLDER_ADDRESS = "SCHEDULER-ADDRESS:8786"
+
+#: what add_subparsers returns
+_Commands = argparse._SubParsersAction["_Parser"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -161,7 +164,7 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def job_options_of(args: argparse.Namespace) -> JobOptions:
-    overrides: dict[str, Any] = {
+    overrides: dict[str, object] = {
         key: value
         for key, value in (
             ("cores", args.cores),
@@ -234,7 +237,9 @@ def job_names(args: argparse.Namespace, system: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _default_options(system: str, kwargs: dict[str, Any] | None = None) -> JobOptions:
+def _default_options(
+    system: str, kwargs: dict[str, object] | None = None
+) -> JobOptions:
     # options resolved as for any cluster; cores, memory and processes are
     # given only so that the options resolve without them in config
     required = {"cores": 1, "memory": 1, "processes": 1}
@@ -326,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_job_script(commands: Any) -> None:
+def _add_job_script(commands: _Commands) -> None:
     p = commands.add_parser(
         "job-script",
         help="print the job script a cluster would submit",
@@ -351,7 +356,7 @@ def _add_job_script(commands: Any) -> None:
     p.set_defaults(run=cmd_job_script)
 
 
-def _add_jobs_and_cancel(commands: Any) -> None:
+def _add_jobs_and_cancel(commands: _Commands) -> None:
     p = commands.add_parser(
         "jobs",
         help="list your hpcdask jobs in the queue, with state and reason",

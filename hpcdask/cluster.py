@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from distributed.scheduler import Scheduler
 from distributed.security import Security
+from tornado.ioloop import IOLoop
 
 from hpcdask.adaptive import AdaptiveJobs
 from hpcdask.config import (
@@ -28,7 +30,7 @@ from hpcdask.config import (
 from hpcdask.cost import Usage
 from hpcdask.dashboard import HPCDashboard
 from hpcdask.deploy import JobSpecCluster
-from hpcdask.errors import JobFailedError
+from hpcdask.errors import InvalidOptionError, JobFailedError
 from hpcdask.manager import JobManager
 from hpcdask.options import JobOptions
 from hpcdask.profiles import load_profile
@@ -44,6 +46,9 @@ from hpcdask.view import (
 )
 
 logger = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    import pandas
 
 _Cluster = TypeVar("_Cluster", bound="HPCCluster")
 
@@ -86,8 +91,8 @@ class HPCCluster(JobSpecCluster):
         n_workers: int = 0,
         security: Security | bool | None = None,
         asynchronous: bool = False,
-        loop: Any = None,
-        **job_kwargs: Any,
+        loop: IOLoop | None = None,
+        **job_kwargs: object,
     ) -> None:
         opts = resolve_job_options(system or self.system, **job_kwargs)
         settings = cluster_settings()
@@ -108,9 +113,8 @@ class HPCCluster(JobSpecCluster):
         self.table = self.manager.table
         self._initial_jobs = self.manager.jobs_for(n_workers)
         # the dashboard's /hpc page and its history (hpcdask.dashboard)
-        self._dashboard = HPCDashboard(
-            self.view, opts.scheduler_options.get("http_prefix")
-        )
+        prefix = opts.scheduler_options.get("http_prefix")
+        self._dashboard = HPCDashboard(self.view, str(prefix) if prefix else None)
         logging.getLogger("distributed.scheduler").addFilter(self.manager.noise)
         try:
             super().__init__(  # type: ignore[no-untyped-call]
@@ -133,7 +137,7 @@ class HPCCluster(JobSpecCluster):
         """The script the next job would be submitted with."""
         return self.manager.render([self.manager.fleet.next_name()])
 
-    def jobs(self) -> Any:
+    def jobs(self) -> pandas.DataFrame:
         """The cluster's jobs as a pandas DataFrame, like ``squeue`` for it."""
         return jobs_frame(self.view().jobs)
 
@@ -164,7 +168,7 @@ class HPCCluster(JobSpecCluster):
         return self.manager.usage(now)
 
     @classmethod
-    def from_profile(cls: type[_Cluster], name: str, **kwargs: Any) -> _Cluster:
+    def from_profile(cls: type[_Cluster], name: str, **kwargs: object) -> _Cluster:
         """A cluster from the site profile ``hpcdask.profiles.<name>`` in dask config.
 
         ``HPCCluster.from_profile`` picks the class from the profile's ``system``;
@@ -189,14 +193,14 @@ class HPCCluster(JobSpecCluster):
         assert isinstance(cluster, cls)
         return cluster
 
-    def scale(
+    def scale(  # type: ignore[override]
         self,
         n: int | None = None,
         memory: str | int | None = None,
         cores: int | None = None,
         *,
         jobs: int = 0,
-    ) -> Any:
+    ) -> Awaitable[None] | None:
         """Ask for ``n`` workers, ``jobs`` jobs, or enough for ``cores``/``memory``.
 
         Whole jobs only: with ``processes=4``, ``scale(6)`` asks for two jobs.
@@ -286,10 +290,10 @@ class HPCCluster(JobSpecCluster):
 
 def scheduler_options(
     opts: JobOptions, security: Security | None, dashboard: HPCDashboard
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """The scheduler's keyword arguments: the dashboard on port 8787 with the
     ``/hpc`` page, the protocol and TLS, then the user's ``scheduler_options``."""
-    options: dict[str, Any] = {
+    options: dict[str, object] = {
         "dashboard_address": ":8787",
         "protocol": opts.protocol,
         "security": security,
@@ -297,7 +301,14 @@ def scheduler_options(
     if opts.interface:
         options["interface"] = opts.interface
     options.update(opts.scheduler_options)
-    options["plugins"] = [*options.get("plugins", ()), dashboard]
+    plugins = opts.scheduler_options.get("plugins") or []
+    if not isinstance(plugins, (list, tuple)):
+        raise InvalidOptionError(
+            "scheduler_options",
+            dict(opts.scheduler_options),
+            "plugins: expected a list",
+        )
+    options["plugins"] = [*plugins, dashboard]
     return options
 
 

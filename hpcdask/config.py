@@ -21,7 +21,6 @@ import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import dask.config
 import yaml
@@ -55,7 +54,7 @@ __all__ = [
 ]
 
 
-def config_value(system: str, option: str) -> Any:
+def config_value(system: str, option: str) -> object:
     """The value of ``option`` from dask config for ``system``, or ``None``."""
     for root in ("hpcdask", "jobqueue"):
         value = dask.config.get(f"{root}.{system}.{option}", default=None)
@@ -64,7 +63,7 @@ def config_value(system: str, option: str) -> Any:
     return None
 
 
-def resolve_job_options(system: str, **kwargs: Any) -> JobOptions:
+def resolve_job_options(system: str, **kwargs: object) -> JobOptions:
     """Merge arguments with config and defaults, validate, return :class:`JobOptions`.
 
     Raises
@@ -87,7 +86,7 @@ def resolve_job_options(system: str, **kwargs: Any) -> JobOptions:
     unknown = set(kwargs) - set(DEFAULTS)
     if unknown:
         raise TypeError(f"unexpected argument(s): {', '.join(sorted(unknown))}")
-    raw: dict[str, Any] = {}
+    raw: dict[str, object] = {}
     for option, default in DEFAULTS.items():
         value = kwargs.get(option)
         if value is None:
@@ -98,7 +97,7 @@ def resolve_job_options(system: str, **kwargs: Any) -> JobOptions:
     return validate_options(system, raw)
 
 
-def _setting(option: str, default: Any) -> Any:
+def _setting(option: str, default: object) -> object:
     return dask.config.get(f"hpcdask.{option}", default=default)
 
 
@@ -196,13 +195,17 @@ def adaptive_settings(
         "hpcdask.adaptive.startup-allowance",
         _setting("adaptive.startup-allowance", 15),
     )
-    if max_pending_jobs is None:
-        max_pending_jobs = _setting("adaptive.max-pending-jobs", 100)
+    pending = max_pending_jobs
+    if pending is None:
+        pending = check_positive_int(
+            "hpcdask.adaptive.max-pending-jobs",
+            _setting("adaptive.max-pending-jobs", 100),
+        )
     params = PolicyParams(
         minimum_jobs=lowest,
         maximum_jobs=highest,
         workers_per_job=opts.processes,
-        max_pending_jobs=check_positive_int("max_pending_jobs", max_pending_jobs),
+        max_pending_jobs=check_positive_int("max_pending_jobs", pending),
         idle_timeout=check_seconds(
             "idle_timeout",
             idle_timeout
@@ -248,7 +251,7 @@ def _bytes(size: str | int | None) -> int | None:
     return None if size is None else int(parse_bytes(size))
 
 
-def profiles_setting() -> Mapping[str, Any]:
+def profiles_setting() -> Mapping[str, object]:
     """``hpcdask.profiles``: name -> the profile's raw mapping."""
     profiles = dask.config.get("hpcdask.profiles", default=None) or {}
     if not isinstance(profiles, Mapping):

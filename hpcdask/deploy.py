@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from distributed.comm.addressing import get_address_host
@@ -114,10 +114,10 @@ class JobSpecCluster(SpecCluster):
         core-hours over time)."""
         return hpc_page_link(self.dashboard_link)
 
-    def _repr_html_(self, cluster_status: Any = None) -> str:
+    def _repr_html_(self, cluster_status: object = None) -> str:
         return render_html(self.view())
 
-    def _widget(self) -> Any:
+    def _widget(self) -> object:
         """A live ipywidgets view (None without ipywidgets); see hpcdask.widget."""
         try:
             return self._cached_widget
@@ -138,7 +138,7 @@ class JobSpecCluster(SpecCluster):
         self.sync(self._correct_state)  # type: ignore[no-untyped-call]
         return None
 
-    async def scale_down(self, workers: Any) -> None:
+    async def scale_down(self, workers: Iterable[str]) -> None:
         """Remove the jobs of ``workers`` (names or addresses), whole jobs only."""
         info = self.scheduler_info.get("workers", {})
         self.manager.fleet.remove_jobs_of(

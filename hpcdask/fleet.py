@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Generator, Iterable
-from typing import Any, Protocol
+from typing import Protocol
 
 from distributed.core import Status
 
@@ -40,7 +40,7 @@ class BatchJob:
         self.name = record.name
         self.status = Status.running
 
-    def __await__(self) -> Generator[Any, None, BatchJob]:
+    def __await__(self) -> Generator[None, None, BatchJob]:
         # submitted is started, as far as SpecCluster's ``await cluster`` goes
         yield from asyncio.sleep(0).__await__()
         return self

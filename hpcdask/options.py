@@ -43,7 +43,7 @@ SYSTEMS = ("slurm", "pbs", "local")
 
 #: Every job option: its built-in default (used when neither argument nor config
 #: gives a value) and one line of help (``hpcdask config`` prints it).
-_OPTIONS: dict[str, tuple[Any, str]] = {
+_OPTIONS: dict[str, tuple[object, str]] = {
     "name": (
         "dask-worker",
         "worker name prefix; jobs are NAME-0, NAME-1... (plain $VARS allowed)",
@@ -91,7 +91,7 @@ _OPTIONS: dict[str, tuple[Any, str]] = {
     ),
 }
 #: Built-in defaults, used when neither argument nor config gives a value.
-DEFAULTS: dict[str, Any] = {name: default for name, (default, _) in _OPTIONS.items()}
+DEFAULTS: dict[str, object] = {name: default for name, (default, _) in _OPTIONS.items()}
 #: One line of help per job option.
 OPTION_HELP: dict[str, str] = {name: text for name, (_, text) in _OPTIONS.items()}
 
@@ -103,6 +103,9 @@ DEPRECATED_NAMES: dict[str, str] = {
     "header_skip": "job_directives_skip",
     "project": "account",
 }
+
+#: a check of one option: (name, raw value) -> the value to keep
+Check = Callable[[str, Any], Any]
 
 _START_METHODS = ("fork", "spawn", "forkserver")
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -147,7 +150,7 @@ class JobOptions:
     job_script_epilogue: tuple[str, ...] = ()
     job_extra_directives: tuple[str, ...] = ()
     job_directives_skip: tuple[str, ...] = ()
-    scheduler_options: Mapping[str, Any] = field(default_factory=dict)
+    scheduler_options: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def threads_per_worker(self) -> int:
@@ -178,7 +181,7 @@ def default_processes(cores: int) -> int:
     return min(p for p in range(1, cores + 1) if cores % p == 0 and p * p >= cores)
 
 
-def validate_options(system: str, raw: Mapping[str, Any]) -> JobOptions:
+def validate_options(system: str, raw: Mapping[str, object]) -> JobOptions:
     """Check every raw option value (one per key of :data:`DEFAULTS`) and return
     :class:`JobOptions`; raises :class:`~hpcdask.errors.InvalidOptionError`
     naming the first bad option."""
@@ -217,10 +220,10 @@ def validate_options(system: str, raw: Mapping[str, Any]) -> JobOptions:
     )
 
 
-def _names(name: Any, job_name: Any) -> tuple[str, str]:
+def _names(name: object, job_name: object) -> tuple[str, str]:
     """The worker name prefix and the batch job name made from it."""
-    shell_word("name", name)
-    if not re.fullmatch(r"[A-Za-z0-9_.${}-]+", str(name)):
+    name = shell_word("name", name) and str(name)
+    if not re.fullmatch(r"[A-Za-z0-9_.${}-]+", name):
         raise InvalidOptionError(
             "name", name, "use letters, digits, _ . - and plain $VARS only"
         )
@@ -238,7 +241,7 @@ def _names(name: Any, job_name: Any) -> tuple[str, str]:
     return str(name), str(job_name)
 
 
-def _worker_options(raw: Mapping[str, Any]) -> dict[str, Any]:
+def _worker_options(raw: Mapping[str, object]) -> dict[str, Any]:
     """The options that shape the worker command line."""
     extra = raw["worker_extra_args"] or []
     if isinstance(extra, str) or not isinstance(extra, (list, tuple)):
@@ -311,7 +314,7 @@ def _check_protocol(option: str, value: object) -> str | None:
     return value if value.endswith("://") else value + "://"
 
 
-def _check_mapping(option: str, value: object) -> dict[str, Any]:
+def _check_mapping(option: str, value: object) -> dict[str, object]:
     if not isinstance(value, Mapping):
         raise InvalidOptionError(option, value, "expected a dict")
     return dict(value)
@@ -323,17 +326,17 @@ def _check_start_method(option: str, value: object) -> str:
     return str(value)
 
 
-def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+def _optional(check: Check) -> Check:
     """``check``, except that ``None`` (not set) passes as ``None``."""
 
-    def optional(option: str, value: Any) -> Any:
+    def optional(option: str, value: object) -> object:
         return None if value is None else check(option, value)
 
     return optional
 
 
 #: how each remaining option is checked, in this order.
-_FIELD_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+_FIELD_CHECKS: dict[str, Check] = {
     "shared_temp_directory": _optional(_check_path),
     "shebang": _check_shebang,
     "protocol": _check_protocol,

@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Collection, Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from hpcdask.fleet import Fleet
 from hpcdask.jobs import JobTable
@@ -29,6 +29,10 @@ __all__ = [
     "task_duration",
     "unmeasured_tasks",
 ]
+
+if TYPE_CHECKING:
+    from distributed.core import rpc
+    from distributed.scheduler import Scheduler, TaskState, WorkerState
 
 logger = logging.getLogger(__name__)
 
@@ -62,16 +66,16 @@ class SchedulerProbe:
         self.default_time_limit = default_time_limit
         self.threads_per_worker = threads_per_worker
         self.note_retired = note_retired
-        self._scheduler: Any = None
-        self._rpc: Any = None
+        self._scheduler: Scheduler | None = None
+        self._rpc: rpc | None = None
 
-    def attach(self, scheduler: Any, rpc: Any) -> None:
+    def attach(self, scheduler: Scheduler, rpc: rpc) -> None:
         """The scheduler (in this process) and an rpc to it, once they exist."""
         self._scheduler = scheduler
         self._rpc = rpc
 
     @property
-    def scheduler(self) -> Any:
+    def scheduler(self) -> Scheduler:
         assert self._scheduler is not None, "the cluster has not started"
         return self._scheduler
 
@@ -102,9 +106,9 @@ class SchedulerProbe:
             task_duration=task_duration(scheduler),
         )
 
-    def _workers_of_jobs(self) -> dict[str, list[Any]]:
+    def _workers_of_jobs(self) -> dict[str, list[WorkerState]]:
         """Job name -> the scheduler's worker states of its workers."""
-        workers_of: dict[str, list[Any]] = {}
+        workers_of: dict[str, list[WorkerState]] = {}
         for ws in self.scheduler.workers.values():
             owner = self.table.job_of_worker(str(ws.name))
             if owner is not None:
@@ -210,7 +214,7 @@ class ClusterScaling:
         await self.fleet.apply(decision)
 
 
-def unmeasured_tasks(scheduler: Any, limit: int) -> int:
+def unmeasured_tasks(scheduler: Scheduler, limit: int) -> int:
     """Tasks waiting for a thread whose kind (prefix) has never been timed.
 
     The scheduler sizes work it has never timed at
@@ -222,7 +226,9 @@ def unmeasured_tasks(scheduler: Any, limit: int) -> int:
     the first timings arrive, and the policy cancels queued jobs first.
     Looks at no more than ``limit`` tasks (cost per tick is bounded).
     """
-    waiting: Iterable[Any] = itertools.chain(scheduler.queued, scheduler.unrunnable)
+    waiting: Iterable[TaskState] = itertools.chain(
+        scheduler.queued, scheduler.unrunnable
+    )
     for ws in scheduler.workers.values():
         if len(ws.processing) > ws.nthreads:  # assigned, no free thread yet
             waiting = itertools.chain(
@@ -235,7 +241,7 @@ def unmeasured_tasks(scheduler: Any, limit: int) -> int:
     )
 
 
-def task_duration(scheduler: Any) -> float:
+def task_duration(scheduler: Scheduler) -> float:
     """The longest average run time of the kinds of tasks still to run (0: none
     timed). One pass over the task prefixes, not the tasks."""
     longest = 0.0

@@ -28,7 +28,6 @@ import socket
 import tempfile
 import weakref
 from collections.abc import Callable
-from typing import Any
 
 from distributed.security import Security
 
@@ -152,7 +151,7 @@ class CredentialFiles:
     def __init__(self, args: list[str], private_dir: str | None) -> None:
         self.args = args
         self.private_dir = private_dir
-        self._finalizer: Callable[[], Any] | None = None
+        self._finalizer: Callable[[], object] | None = None
         if private_dir is not None:
             self._finalizer = weakref.finalize(self, _remove_tree, private_dir)
 

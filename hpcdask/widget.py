@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from hpcdask.format import format_bytes, format_duration, plural
 from hpcdask.models import FAILED, QUEUED, RUNNING, JobState
 from hpcdask.view import ClusterView, hpc_page_link, rows_to_show
+
+if TYPE_CHECKING:
+    from tornado.ioloop import IOLoop, PeriodicCallback
 
 __all__ = ["MAX_JOB_ROWS", "cluster_widget", "render_html", "render_jobs_table"]
 
@@ -166,10 +169,10 @@ def render_html(view: ClusterView) -> str:
 
 def cluster_widget(
     view: Callable[[], ClusterView],
-    loop: Any,
-    callbacks: MutableMapping[str, Any],
+    loop: IOLoop | None,
+    callbacks: MutableMapping[str, PeriodicCallback],
     interval: float,
-) -> Any:
+) -> object:
     """An ipywidgets view of a cluster that its event loop keeps current.
 
     ``view`` builds the cluster's view; a periodic callback on ``loop`` (kept in
