@@ -51,9 +51,6 @@ __all__ = ["main"]
 #: port (after the protocol: tls:// by default).
 PLACEHOLDER_ADDRESS = "SCHEDULER-ADDRESS:8786"
 
-#: what add_subparsers returns
-_Commands = argparse._SubParsersAction["_Parser"]
-
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit code 2)."""
@@ -331,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_job_script(commands: _Commands) -> None:
+def _add_job_script(commands: argparse._SubParsersAction[_Parser]) -> None:
     p = commands.add_parser(
         "job-script",
         help="print the job script a cluster would submit",
@@ -356,7 +353,7 @@ def _add_job_script(commands: _Commands) -> None:
     p.set_defaults(run=cmd_job_script)
 
 
-def _add_jobs_and_cancel(commands: _Commands) -> None:
+def _add_jobs_and_cancel(commands: argparse._SubParsersAction[_Parser]) -> None:
     p = commands.add_parser(
         "jobs",
         help="list your hpcdask jobs in the queue, with state and reason",
