@@ -35,7 +35,7 @@ from hpcdask.config import (
     security_setting,
 )
 from hpcdask.errors import CommandError, HPCDaskError, InvalidOptionError
-from hpcdask.format import format_bytes, format_duration
+from hpcdask.format import format_duration
 from hpcdask.models import QueuedJob
 from hpcdask.options import SYSTEMS, JobOptions
 from hpcdask.profiles import load_profile, load_profiles
@@ -139,22 +139,13 @@ def cmd_profiles(args: argparse.Namespace) -> int:
         ("NAME", "SYSTEM", "QUEUE", "CORES", "MEMORY", "WALLTIME", "DESCRIPTION")
     ]
     for profile in profiles:
-        cells: tuple[str, ...]
-        if profile.system:
-            opts = profile.job_options()
-            cells = (
-                opts.queue or "-",
-                str(opts.cores),
-                format_bytes(opts.memory),
-                format_duration(opts.walltime),
-            )
-        else:
-            raw = profile.options
-            cells = tuple(
-                str(raw.get(k, "-")) for k in ("queue", "cores", "memory", "walltime")
-            )
         rows.append(
-            (profile.name, profile.system or "(any)", *cells, profile.description)
+            (
+                profile.name,
+                profile.system or "(any)",
+                *profile.summary(),
+                profile.description,
+            )
         )
     print(_table(rows))
     return 0

@@ -19,8 +19,9 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import dask.config
 import yaml
@@ -191,26 +192,16 @@ def adaptive_settings(
     )
     seconds = check_seconds("interval", interval)
     margin = opts.walltime - opts.worker_lifetime
-    allowance = check_seconds(
-        "hpcdask.adaptive.startup-allowance",
-        _setting("adaptive.startup-allowance", 15),
-    )
-    pending = max_pending_jobs
-    if pending is None:
-        pending = check_positive_int(
-            "hpcdask.adaptive.max-pending-jobs",
-            _setting("adaptive.max-pending-jobs", 100),
-        )
+    allowance = _adaptive_setting("startup-allowance", None, 15, check_seconds)
     params = PolicyParams(
         minimum_jobs=lowest,
         maximum_jobs=highest,
         workers_per_job=opts.processes,
-        max_pending_jobs=check_positive_int("max_pending_jobs", pending),
-        idle_timeout=check_seconds(
-            "idle_timeout",
-            idle_timeout
-            if idle_timeout is not None
-            else _setting("adaptive.idle-timeout", "3s"),
+        max_pending_jobs=_adaptive_setting(
+            "max-pending-jobs", max_pending_jobs, 100, check_positive_int
+        ),
+        idle_timeout=_adaptive_setting(
+            "idle-timeout", idle_timeout, "3s", check_seconds
         ),
         scale_down_delay=2.0 if wait_count is None else wait_count * seconds,
         # replacements start this long before a worker's lifetime ends
@@ -224,6 +215,19 @@ def adaptive_settings(
         interval=seconds,
         target_duration=check_seconds("target_duration", target_duration),
     )
+
+
+_T = TypeVar("_T")
+
+
+def _adaptive_setting(
+    name: str, given: object, default: object, check: Callable[[str, object], _T]
+) -> _T:
+    """An ``adapt()`` argument, or ``hpcdask.adaptive.<name>`` when not given,
+    checked and named in errors as the user gave it."""
+    if given is not None:
+        return check(name.replace("-", "_"), given)
+    return check(f"hpcdask.adaptive.{name}", _setting(f"adaptive.{name}", default))
 
 
 Bounds = tuple[int | None, int | None]

@@ -37,6 +37,7 @@ from typing import Any
 
 from hpcdask.config import profiles_setting, resolve_job_options
 from hpcdask.errors import InvalidOptionError
+from hpcdask.format import format_bytes, format_duration
 from hpcdask.options import DEFAULTS, SYSTEMS, JobOptions
 
 __all__ = ["Profile", "load_profile", "load_profiles", "profile_names"]
@@ -89,6 +90,23 @@ class Profile:
     def cluster_kwargs(self, **overrides: Any) -> dict[str, Any]:
         """Constructor arguments: the profile's options, then ``overrides``."""
         return {**self.options, **overrides}
+
+    def summary(self) -> tuple[str, str, str, str]:
+        """Queue, cores, memory and walltime, as ``hpcdask profiles`` lists them
+        (resolved with config when the profile names its system)."""
+        if not self.system:
+            raw = self.options
+            queue, cores, memory, walltime = (
+                str(raw.get(k, "-")) for k in ("queue", "cores", "memory", "walltime")
+            )
+            return queue, cores, memory, walltime
+        opts = self.job_options()
+        return (
+            opts.queue or "-",
+            str(opts.cores),
+            format_bytes(opts.memory),
+            format_duration(opts.walltime),
+        )
 
     def job_options(self, system: str = "", **overrides: Any) -> JobOptions:
         """The validated job options this profile gives (config fills the rest)."""
