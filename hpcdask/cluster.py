@@ -24,6 +24,8 @@ from tornado.ioloop import IOLoop
 
 from hpcdask.adaptive import AdaptiveJobs
 from hpcdask.config import (
+    AdaptArguments,
+    adaptive_settings,
     cluster_settings,
     resolve_job_options,
 )
@@ -49,6 +51,7 @@ logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import pandas
+    from typing_extensions import Unpack
 
 _Cluster = TypeVar("_Cluster", bound="HPCCluster")
 
@@ -211,49 +214,22 @@ class HPCCluster(JobSpecCluster):
         return self._sync_jobs()
 
     def adapt(  # type: ignore[override]
-        self,
-        *,
-        minimum: int | None = None,
-        maximum: int | None = None,
-        minimum_jobs: int | None = None,
-        maximum_jobs: int | None = None,
-        minimum_cores: int | None = None,
-        maximum_cores: int | None = None,
-        minimum_memory: str | int | None = None,
-        maximum_memory: str | int | None = None,
-        interval: str | float = "1s",
-        idle_timeout: str | float | None = None,
-        max_pending_jobs: int | None = None,
-        target_duration: str | float | None = None,
-        wait_count: int | None = None,
+        self, **arguments: Unpack[AdaptArguments]
     ) -> AdaptiveJobs:
         """Scale with the scheduler's load, in whole jobs, aware of the queue.
 
-        Bounds may be given in workers (``minimum``/``maximum``), jobs, cores or
-        memory, as dask-jobqueue accepts; each is rounded to whole jobs and the
-        tightest applies. See :mod:`hpcdask.policy` for the rules.
-
-        Parameters
-        ----------
-        interval
-            time between decisions.
-        idle_timeout
-            how long all of a job's workers must be idle before it is given back
-            (config ``hpcdask.adaptive.idle-timeout``).
-        max_pending_jobs
-            the most jobs waiting in the queue at once
-            (config ``hpcdask.adaptive.max-pending-jobs``).
-        target_duration
-            the shortest time the scheduler's backlog is sized to finish in
-            (``distributed.adaptive.target-duration``); it grows to twice the
-            observed time a new job takes to bring a worker.
-        wait_count
-            as for distributed's ``Adaptive``: a surplus must last this many
-            intervals before queued jobs are cancelled (default: 2 s worth).
+        Bounds may be given in workers (``minimum``/``maximum``), jobs
+        (``minimum_jobs``/``maximum_jobs``), cores or memory, as dask-jobqueue
+        accepts; each is rounded to whole jobs and the tightest applies. See
+        :class:`hpcdask.config.AdaptArguments` for every argument and the config
+        that stands in for those not given, and :mod:`hpcdask.policy` for the
+        rules.
         """
-        arguments = dict(locals())
-        del arguments["self"]
-        adaptive = self.manager.adapt(**arguments)
+        unknown = set(arguments) - set(AdaptArguments.__annotations__)
+        if unknown:
+            raise TypeError(f"unexpected argument(s): {', '.join(sorted(unknown))}")
+        settings = adaptive_settings(self.job_options, **arguments)
+        adaptive = self.manager.adapt(settings)
         self._io_loop.add_callback(adaptive.start)
         return adaptive
 

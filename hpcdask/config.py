@@ -21,7 +21,7 @@ import os
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypedDict, TypeVar
 
 import dask.config
 import yaml
@@ -39,7 +39,11 @@ from hpcdask.options import (
 )
 from hpcdask.validation import check_positive_int, check_seconds
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 __all__ = [
+    "AdaptArguments",
     "AdaptiveSettings",
     "ClusterSettings",
     "adaptive_settings",
@@ -161,22 +165,39 @@ class AdaptiveSettings:
     target_duration: float
 
 
+class AdaptArguments(TypedDict, total=False):
+    """The keyword arguments of ``cluster.adapt()``, written once.
+
+    Bounds are in workers (``minimum``/``maximum``, as for distributed's
+    ``Adaptive``), jobs, cores or memory, as dask-jobqueue accepts. ``interval``
+    is the time between decisions; ``idle_timeout`` how long all of a job's
+    workers must be idle before it is given back (config
+    ``hpcdask.adaptive.idle-timeout``); ``max_pending_jobs`` the most jobs
+    waiting in the queue at once (``hpcdask.adaptive.max-pending-jobs``);
+    ``target_duration`` the shortest time the scheduler's backlog is sized to
+    finish in (``distributed.adaptive.target-duration``; it grows to the
+    observed time a new job takes to bring a worker); ``wait_count`` as for
+    distributed's ``Adaptive``: a surplus must last this many intervals before
+    queued jobs are cancelled (default: 2 s worth).
+    """
+
+    minimum: int | None
+    maximum: int | None
+    minimum_jobs: int | None
+    maximum_jobs: int | None
+    minimum_cores: int | None
+    maximum_cores: int | None
+    minimum_memory: str | int | None
+    maximum_memory: str | int | None
+    interval: str | float
+    idle_timeout: str | float | None
+    max_pending_jobs: int | None
+    target_duration: str | float | None
+    wait_count: int | None
+
+
 def adaptive_settings(
-    opts: JobOptions,
-    *,
-    minimum: int | None = None,
-    maximum: int | None = None,
-    minimum_jobs: int | None = None,
-    maximum_jobs: int | None = None,
-    minimum_cores: int | None = None,
-    maximum_cores: int | None = None,
-    minimum_memory: str | int | None = None,
-    maximum_memory: str | int | None = None,
-    interval: str | float = "1s",
-    idle_timeout: str | float | None = None,
-    max_pending_jobs: int | None = None,
-    target_duration: str | float | None = None,
-    wait_count: int | None = None,
+    opts: JobOptions, **arguments: Unpack[AdaptArguments]
 ) -> AdaptiveSettings:
     """``adapt()``'s arguments, with config for those not given, as whole jobs.
 
@@ -185,12 +206,16 @@ def adaptive_settings(
     """
     lowest, highest = _job_bounds(
         opts,
-        jobs=(minimum_jobs, maximum_jobs),
-        workers=(minimum, maximum),
-        cores=(minimum_cores, maximum_cores),
-        memory=(_bytes(minimum_memory), _bytes(maximum_memory)),
+        jobs=(arguments.get("minimum_jobs"), arguments.get("maximum_jobs")),
+        workers=(arguments.get("minimum"), arguments.get("maximum")),
+        cores=(arguments.get("minimum_cores"), arguments.get("maximum_cores")),
+        memory=(
+            _bytes(arguments.get("minimum_memory")),
+            _bytes(arguments.get("maximum_memory")),
+        ),
     )
-    seconds = check_seconds("interval", interval)
+    seconds = check_seconds("interval", arguments.get("interval", "1s"))
+    wait_count = arguments.get("wait_count")
     margin = opts.walltime - opts.worker_lifetime
     allowance = _adaptive_setting("startup-allowance", None, 15, check_seconds)
     params = PolicyParams(
@@ -198,16 +223,20 @@ def adaptive_settings(
         maximum_jobs=highest,
         workers_per_job=opts.processes,
         max_pending_jobs=_adaptive_setting(
-            "max-pending-jobs", max_pending_jobs, 100, check_positive_int
+            "max-pending-jobs",
+            arguments.get("max_pending_jobs"),
+            100,
+            check_positive_int,
         ),
         idle_timeout=_adaptive_setting(
-            "idle-timeout", idle_timeout, "3s", check_seconds
+            "idle-timeout", arguments.get("idle_timeout"), "3s", check_seconds
         ),
         scale_down_delay=2.0 if wait_count is None else wait_count * seconds,
         # replacements start this long before a worker's lifetime ends
         replace_ahead=margin + allowance,
         lifetime_margin=margin,
     )
+    target_duration = arguments.get("target_duration")
     if target_duration is None:
         target_duration = dask.config.get("distributed.adaptive.target-duration", "5s")
     return AdaptiveSettings(

@@ -21,7 +21,7 @@ from typing import Any
 from dask.utils import parse_bytes
 
 from hpcdask.adaptive import AdaptiveJobs
-from hpcdask.config import ClusterSettings, adaptive_settings
+from hpcdask.config import AdaptiveSettings, ClusterSettings
 from hpcdask.cost import Usage, job_resources, measure_usage
 from hpcdask.errors import JobFailedError
 from hpcdask.fleet import Fleet
@@ -127,11 +127,10 @@ class JobManager:
             self.stop_adaptive()
         self.fleet.set_target(jobs)
 
-    def adapt(self, **kwargs: Any) -> AdaptiveJobs:
-        """Start adaptive scaling with ``adapt()``'s arguments (see
-        :func:`hpcdask.config.adaptive_settings`); its loop starts on the next
-        turn of the event loop."""
-        settings = adaptive_settings(self.options, **kwargs)
+    def adapt(self, settings: AdaptiveSettings) -> AdaptiveJobs:
+        """Adaptive scaling with ``settings`` (from
+        :func:`hpcdask.config.adaptive_settings`), to be started in the event
+        loop."""
         self.stop_adaptive()
         self.fleet.replace_ended = False  # the policy decides
         scaling = ClusterScaling(
