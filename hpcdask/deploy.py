@@ -138,6 +138,10 @@ class JobSpecCluster(SpecCluster):
         self.sync(self._correct_state)  # type: ignore[no-untyped-call]
         return None
 
+    async def sync_jobs(self) -> None:
+        """Submit and cancel until the queue holds the wanted jobs."""
+        await self._correct_state()
+
     async def scale_down(self, workers: Iterable[str]) -> None:
         """Remove the jobs of ``workers`` (names or addresses), whole jobs only."""
         info = self.scheduler_info.get("workers", {})
