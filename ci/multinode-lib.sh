@@ -137,6 +137,12 @@ mn_kill_node_procs() {
     echo "$all" | sed '/^$/d' | sort -u | wc -l
 }
 
+# run "$@" in a small, fixed environment: the daemons must not inherit whatever the
+# caller had (a virtualenv's PATH, SLURM_* of a job, the one-node SLURM_CONF)
+mn_clean_env() {
+    env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 SLURM_CONF="$MN_CONF" "$@"
+}
+
 # start node $1's slurmd in its network namespace under its own hostname.
 # Not `ip netns exec`: that remounts /sys and slurmd dies ("No filesystem mounted
 # on /sys/fs/cgroup").
@@ -147,7 +153,7 @@ mn_start_slurmd() {
     [ -f "$MN_CONF" ] || die "$MN_CONF is missing: run bash ci/multinode-up.sh"
     rm -f "$MN_RUN_DIR/slurmd-$node.pid"
     install -d -m 0755 "$MN_STATE_DIR/$node"
-    nsenter --net="/run/netns/$ns" -- unshare --uts \
+    mn_clean_env nsenter --net="/run/netns/$ns" -- unshare --uts \
         sh -c "hostname $node && exec $MN_BIN/slurmd -f $MN_CONF -N $node" \
         || die "slurmd of $node failed to start"
     for _ in $(seq 50); do

@@ -219,7 +219,7 @@ if [ -z "$(mn_ctld_pid)" ]; then
     rm -f "$MN_CTLD_PID"
     # slurmctld starts only where the hostname is SlurmctldHost's: its own UTS
     # namespace, in the host's network namespace
-    unshare --uts sh -c "hostname $MN_CTL_HOST && exec $MN_BIN/slurmctld -f $MN_CONF" \
+    mn_clean_env unshare --uts sh -c "hostname $MN_CTL_HOST && exec $MN_BIN/slurmctld -f $MN_CONF" \
         || die "slurmctld failed to start"
     started+=(slurmctld)
 fi
