@@ -136,7 +136,7 @@ same_file() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 if [ -e "$MN_CONF" ] && ! { same_file "$MN_CONF" "$desired_conf" \
         && same_file "$MN_CONF_DIR/gres.conf" "$desired_gres"; }; then
     log "$MN_CONF differs from this script's: tearing the site down to make it again"
-    bash "$HERE/multinode-down.sh"
+    bash "$HERE/multinode-down.sh" >&2
 fi
 
 changed=()
