@@ -20,6 +20,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 
 started_at=$(date +%s.%N)
 [ "$(id -u)" -eq 0 ] || { echo "$MN_WHO: must run as root" >&2; exit 1; }
+mn_lock
 # keep the daemons' logs for the error message until the very end
 die() {
     log "ERROR: $*"
@@ -132,6 +133,8 @@ done
 
 left="$(check_left)"
 [ -z "$left" ] || die "still there after teardown:$left"
+# the lock file goes last, unless a caller holds it (multinode-up.sh goes on)
+[ -z "${MN_LOCK_OWNER:-}" ] || rm -f "$MN_LOCK"
 
 elapsed="$(awk -v a="$started_at" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')"
 if [ "${#done_parts[@]}" -eq 0 ]; then

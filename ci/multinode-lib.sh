@@ -38,6 +38,7 @@ MN_NODE_MEM_MB=8192
 MN_HOSTS_MARK="# hpcdask-multinode"     # ends every /etc/hosts line the site adds
 MN_HOSTS=/etc/hosts
 MN_BIN=/usr/sbin
+MN_LOCK=/run/lock/hpcdask-multinode.lock  # one of these scripts at a time
 
 export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 # every Slurm command in these scripts talks to the multi-node controller
@@ -67,6 +68,17 @@ die() {
     log "ERROR: $*"
     mn_tails
     exit 1
+}
+
+# one script at a time on the machine (two engineers' test runs may start it
+# together); a script called by one that holds the lock (up -> down) goes on
+mn_lock() {
+    [ -z "${MN_LOCKED:-}" ] || return 0
+    install -d -m 0755 "$(dirname "$MN_LOCK")"
+    exec 9>>"$MN_LOCK"
+    flock -w 120 9 || die "another multinode script has held $MN_LOCK for 120 s"
+    export MN_LOCKED=1
+    MN_LOCK_OWNER=1
 }
 
 # pid of a live (not zombie) process NAME whose pid is in PIDFILE, else nothing

@@ -24,6 +24,7 @@ usage() { echo "usage: $0 kill|start|restart|netdown|netup|pids NODE (${MN_NODES
 cmd=$1 node=$2
 mn_is_node "$node" || usage
 [ "$(id -u)" -eq 0 ] || { echo "$MN_WHO: must run as root" >&2; exit 1; }
+mn_lock
 [ -e "/run/netns/$(mn_ns "$node")" ] \
     || die "node $node has no network namespace: run bash ci/multinode-up.sh"
 

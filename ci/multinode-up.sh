@@ -28,6 +28,7 @@ WAIT_SECONDS="${MULTINODE_UP_WAIT:-60}"
 started_at=$(date +%s.%N)
 
 [ "$(id -u)" -eq 0 ] || { echo "$MN_WHO: must run as root" >&2; exit 1; }
+mn_lock
 
 # ---------------------------------------------------------------- packages
 missing=()
