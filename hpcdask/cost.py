@@ -97,16 +97,14 @@ class Usage:
 
 
 def charged_seconds(record: JobRecord, now: float) -> float:
-    """Seconds ``record`` has held its allocation: start to end, or start to ``now``.
+    """Seconds ``record`` has held its allocation: start to end, or start to
+    ``now``, plus the runs before the queue requeued it.
 
-    A job that never started costs nothing. A job the queue reports as ended is
-    charged up to its end time (the job table records one for every ended job).
+    A job that never started costs nothing; time spent pending (also after a
+    requeue) costs nothing. A job the queue reports as ended is charged up to
+    its end time (the job table records one for every ended job).
     """
-    status = record.status
-    if status.start_time is None:
-        return 0.0
-    end = status.end_time if status.end_time is not None else now
-    return max(0.0, end - status.start_time)
+    return record.charged_seconds(now)
 
 
 def is_in_use(record: JobRecord) -> bool:

@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from hpcdask.errors import BatchCommandError, JobFailedError
 from hpcdask.models import JobRecord, JobState, JobStatus
@@ -38,12 +38,20 @@ class JobTable:
         the cluster's job options (log directory and job name name the logs).
     pending_report_after
         seconds a job may wait in the queue before the log says so, and why.
+    on_ended
+        called with every job the queue reports ended, by whichever poll saw it
+        (also the one inside :meth:`cancel`).
     """
 
     def __init__(
-        self, backend: Backend, options: JobOptions, pending_report_after: float = 60
+        self,
+        backend: Backend,
+        options: JobOptions,
+        pending_report_after: float = 60,
+        on_ended: Callable[[JobRecord], None] = lambda record: None,
     ) -> None:
         self.backend = backend
+        self.on_ended = on_ended
         self.options = options
         self.log_directory = options.log_directory
         self.pending_report_after = pending_report_after
@@ -155,10 +163,10 @@ class JobTable:
     async def poll(self) -> list[JobRecord]:
         """Ask the queue about every live job at once.
 
-        Returns the records that reached a terminal state in this poll; those
-        that ended before their workers connected are recorded as failed starts
-        (:attr:`failures`). When the controller does not answer, every job keeps
-        its last known state.
+        Returns the records that reached a terminal state in this poll, after
+        handing each to ``on_ended``; those that ended before their workers
+        connected are recorded as failed starts (:attr:`failures`). When the
+        controller does not answer, every job keeps its last known state.
         """
         live = [r for r in self.live() if r.job_id]
         if not live:
@@ -179,7 +187,7 @@ class JobTable:
             status = statuses.get(record.job_id)
             if status is None:
                 continue
-            record.status = record.status.updated(status)
+            record.observe(status, now)
             if record.state.is_terminal:
                 if record.status.end_time is None:
                     record.status = dataclasses.replace(record.status, end_time=now)
@@ -194,6 +202,7 @@ class JobTable:
             self.failures.append(failure)
             self.failed_records.append(record)
             logger.error("%s", failure)
+        self.on_ended(record)
 
     def _report_long_pending(self, now: float) -> None:
         """Say once per job when it has been pending for long, and why."""

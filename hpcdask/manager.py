@@ -66,7 +66,12 @@ class JobManager:
         self.workdir = workdir
         self.backend = make_backend(opts)
         self.resources = job_resources(opts, self.backend.system)
-        self.table = JobTable(self.backend, opts, settings.pending_report_after)
+        self.table = JobTable(
+            self.backend,
+            opts,
+            settings.pending_report_after,
+            on_ended=lambda record: self.fleet.job_ended(record),
+        )
         #: the scheduler's log records about workers this cluster retires
         self.noise = SchedulerNoise()
         self.probe = SchedulerProbe(
@@ -167,9 +172,9 @@ class JobManager:
                 delay = interval
 
     async def poll(self) -> None:
-        """Ask the queue once about all live jobs and act on jobs that ended."""
-        for record in await self.table.poll():
-            self.fleet.job_ended(record)
+        """Ask the queue once about all live jobs; the fleet hears of those that
+        ended (``JobTable.on_ended``)."""
+        await self.table.poll()
 
     def next_failure(self) -> JobFailedError | None:
         """The first failed start not yet reported by this call, if any."""

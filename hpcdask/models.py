@@ -19,19 +19,23 @@ class JobState(enum.Enum):
     ``UNKNOWN`` means the controller did not answer: the job keeps its last known
     state in the job table and is never treated as dead because of it. ``GONE``
     means the queue no longer knows the job id (purged from its memory): the job
-    has ended, without a final state the queue would tell.
+    has ended, without a final state the queue would tell. ``NODE_FAIL`` and
+    ``PREEMPTED`` are the site's doing (:data:`SITE_FAULTS`): a job that ends so
+    is replaced when wanted, and never counts as a failed start.
     """
 
     SUBMITTING = "submitting"
     PENDING = "pending"
     HELD = "held"
     RUNNING = "running"
+    SUSPENDED = "suspended"
     COMPLETING = "completing"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
     TIMEOUT = "timeout"
     NODE_FAIL = "node_fail"
+    PREEMPTED = "preempted"
     GONE = "gone"
     UNKNOWN = "unknown"
 
@@ -49,6 +53,7 @@ TERMINAL: frozenset[JobState] = frozenset(
         JobState.CANCELLED,
         JobState.TIMEOUT,
         JobState.NODE_FAIL,
+        JobState.PREEMPTED,
         JobState.GONE,
     }
 )
@@ -56,12 +61,16 @@ TERMINAL: frozenset[JobState] = frozenset(
 QUEUED: frozenset[JobState] = frozenset(
     {JobState.SUBMITTING, JobState.PENDING, JobState.HELD}
 )
-#: Holding an allocation.
-RUNNING: frozenset[JobState] = frozenset({JobState.RUNNING, JobState.COMPLETING})
-#: Ended by a failure (of the job, its walltime or its node).
-FAILED: frozenset[JobState] = frozenset(
-    {JobState.FAILED, JobState.TIMEOUT, JobState.NODE_FAIL}
+#: Holding an allocation (a suspended job holds it, frozen).
+RUNNING: frozenset[JobState] = frozenset(
+    {JobState.RUNNING, JobState.SUSPENDED, JobState.COMPLETING}
 )
+#: Ended by a failure (of the job, its walltime, its node, or preempted).
+FAILED: frozenset[JobState] = frozenset(
+    {JobState.FAILED, JobState.TIMEOUT, JobState.NODE_FAIL, JobState.PREEMPTED}
+)
+#: Ended by the site, not by the job: never a failed start.
+SITE_FAULTS: frozenset[JobState] = frozenset({JobState.NODE_FAIL, JobState.PREEMPTED})
 
 
 @dataclass(frozen=True)
@@ -86,20 +95,30 @@ class JobStatus:
 
         ``UNKNOWN`` (the controller did not answer) keeps this status. Otherwise
         the newer state and reason win; node, times and exit code are kept where
-        ``newer`` gives none (a status query may leave some of them out).
+        ``newer`` gives none (a status query may leave some of them out). A job
+        queued again (requeued after a node failure or a preemption) has not
+        started: its start time and node are dropped.
         """
         if newer.state is JobState.UNKNOWN:
             return self
+        queued = newer.state in QUEUED
         return JobStatus(
             state=newer.state,
             reason=newer.reason,
-            node=newer.node or self.node,
+            node=newer.node or ("" if queued else self.node),
             submit_time=newer.submit_time or self.submit_time,
-            start_time=newer.start_time or self.start_time,
+            start_time=newer.start_time or (None if queued else self.start_time),
             end_time=newer.end_time or self.end_time,
             time_limit=newer.time_limit or self.time_limit,
             exit_code=newer.exit_code or self.exit_code,
         )
+
+    def run_seconds(self, now: float) -> float:
+        """Seconds this run has held its allocation: start to end, or to ``now``."""
+        if self.start_time is None:
+            return 0.0
+        end = self.end_time if self.end_time is not None else now
+        return max(0.0, end - self.start_time)
 
     def walltime_left(self, now: float) -> float | None:
         """Seconds before the queue ends the job; ``None`` before it started."""
@@ -128,20 +147,43 @@ class JobRecord:
     connected_time: float | None = None
     stdout_path: str = ""
     stderr_path: str = ""
+    #: seconds of allocation charged before the job was requeued (earlier runs)
+    earlier_runs: float = 0.0
+    #: how often the queue requeued the job
+    requeues: int = 0
 
     @property
     def state(self) -> JobState:
         """``status.state``, the one field everything asks about."""
         return self.status.state
 
+    def observe(self, status: JobStatus, now: float) -> None:
+        """Take what a status query said at ``now``.
+
+        A job that had started and is queued again was requeued: the run so far
+        stays charged (:attr:`earlier_runs`), the pending time is not.
+        """
+        updated = self.status.updated(status)
+        if self.status.start_time is not None and updated.start_time is None:
+            self.earlier_runs += self.status.run_seconds(now)
+            self.requeues += 1
+            self.connected_time = None
+        self.status = updated
+
+    def charged_seconds(self, now: float) -> float:
+        """Seconds of allocation charged so far, earlier runs included."""
+        return self.earlier_runs + self.status.run_seconds(now)
+
     @property
     def failed_start(self) -> bool:
-        """Ended before any of its workers connected, and not because we asked."""
+        """Ended before any of its workers connected, not because we asked and
+        not because of the site (a node failure, a preemption)."""
         return (
             self.state.is_terminal
             and self.workers_seen == 0
             and not self.cancel_requested
             and self.state is not JobState.CANCELLED
+            and self.state not in SITE_FAULTS
         )
 
 

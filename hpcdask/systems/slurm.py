@@ -20,8 +20,11 @@ STATES: dict[str, JobState] = {
     "REQUEUE_FED": JobState.PENDING,
     "RESIZING": JobState.PENDING,
     "REQUEUE_HOLD": JobState.HELD,
-    "SUSPENDED": JobState.HELD,
-    "STOPPED": JobState.HELD,
+    # requeued in a held state by the job itself (exit code of EXIT_HOLD) or the
+    # site, awaiting action: still in the queue
+    "SPECIAL_EXIT": JobState.HELD,
+    "SUSPENDED": JobState.SUSPENDED,
+    "STOPPED": JobState.SUSPENDED,
     "RUNNING": JobState.RUNNING,
     "SIGNALING": JobState.RUNNING,
     "COMPLETING": JobState.COMPLETING,
@@ -30,11 +33,11 @@ STATES: dict[str, JobState] = {
     "CANCELLED": JobState.CANCELLED,
     "REVOKED": JobState.CANCELLED,
     "FAILED": JobState.FAILED,
-    "BOOT_FAIL": JobState.FAILED,
+    # the node failed to boot for the job: the site's fault
+    "BOOT_FAIL": JobState.NODE_FAIL,
     "DEADLINE": JobState.FAILED,
     "OUT_OF_MEMORY": JobState.FAILED,
-    "SPECIAL_EXIT": JobState.FAILED,
-    "PREEMPTED": JobState.NODE_FAIL,
+    "PREEMPTED": JobState.PREEMPTED,
     "NODE_FAIL": JobState.NODE_FAIL,
     "TIMEOUT": JobState.TIMEOUT,
 }

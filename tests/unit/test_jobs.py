@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas
@@ -10,7 +11,7 @@ import pytest
 from hpcdask.config import resolve_job_options
 from hpcdask.errors import BatchCommandError, JobSubmissionError
 from hpcdask.jobs import JobTable, failure_of
-from hpcdask.models import JobState
+from hpcdask.models import JobRecord, JobState
 from hpcdask.runner import Completed, FakeRunner
 from hpcdask.systems.base import CommandBackend
 from hpcdask.systems.pbs import PBS
@@ -42,11 +43,15 @@ def frame(table: JobTable, now: float = 0.0) -> pandas.DataFrame:
     )
 
 
-def slurm_table(runner: FakeRunner, tmp_path: Path) -> JobTable:
+def slurm_table(
+    runner: FakeRunner,
+    tmp_path: Path,
+    on_ended: Callable[[JobRecord], None] = lambda record: None,
+) -> JobTable:
     opts = resolve_job_options(
         "slurm", cores=1, memory="1GB", log_directory=str(tmp_path)
     )
-    return JobTable(CommandBackend(Slurm(), runner), opts)
+    return JobTable(CommandBackend(Slurm(), runner), opts, on_ended=on_ended)
 
 
 async def test_submit_poll_and_failed_start(tmp_path: Path) -> None:
@@ -144,6 +149,28 @@ async def test_cancel_retries_then_raises_while_jobs_live(tmp_path: Path) -> Non
     with pytest.raises(BatchCommandError, match="Unable to contact"):
         await table.cancel([record], attempts=2)
     assert len([c for c in runner.calls if c[0] == "scancel"]) == 2
+
+
+async def test_a_job_that_ends_during_a_cancel_retry_is_reported(
+    tmp_path: Path,
+) -> None:
+    """The poll inside a failing cancel sees another job end: the fleet must
+    hear of it like of any other ending (it was lost before)."""
+    runner = FakeRunner({"sbatch": [ok("41\n"), ok("42\n")]})
+    ended: list[JobRecord] = []
+    table = slurm_table(runner, tmp_path, on_ended=ended.append)
+    (leaving,) = await table.submit(["w-0"], "")
+    (other,) = await table.submit(["w-1"], "")
+    runner.responses["scancel"] = [
+        failed(1, "scancel: error: Unable to contact slurm controller"),
+        ok(),
+    ]
+    runner.responses["squeue"] = [
+        ok(squeue_line("41", "RUNNING") + squeue_line("42", "TIMEOUT", "TimeLimit"))
+    ]
+    await table.cancel([leaving])
+    assert ended == [other]
+    assert other.state is JobState.TIMEOUT and other.failed_start is not False
 
 
 async def test_refused_submission(tmp_path: Path) -> None:
