@@ -233,6 +233,7 @@ changed=()
 
 # ---------------------------------------------------------------- the cell
 CELL_FILES_CHANGED=0
+CREATED=0
 bootstrap_content="$(cat <<EOT
 # Version: 8.1.9
 # Written by hpcdask ci/sge-up.sh -- rerun it instead of editing.
@@ -280,6 +281,7 @@ init_cell() {
     [ -f "$QMDIR/centry/h_rt" ] || die "complexes were not spooled (no centry/h_rt)"
     touch "$INITIALIZED"
     CELL_FILES_CHANGED=1
+    CREATED=1
 }
 [ -f "$INITIALIZED" ] || init_cell
 
@@ -549,6 +551,9 @@ case "$version" in
 esac
 
 extra=""
-[ "${#started[@]}" -eq 0 ] || extra=" (started: ${started[*]})"
-[ "${#changed[@]}" -eq 0 ] || extra="$extra (set: $(IFS=,; echo "${changed[*]}"))"
+[ "$CREATED" -eq 0 ] || extra=" (new cell)"
+[ "${#started[@]}" -eq 0 ] || extra="$extra (started: ${started[*]})"
+if [ "$CREATED" -eq 0 ] && [ "${#changed[@]}" -gt 0 ]; then
+    extra="$extra (changed: $(IFS=,; echo "${changed[*]}"))"
+fi
 echo "sge up: $version, host $HOST, all.q $SLOTS slots + pe smp, down.q disabled; . $COMMON/settings.sh$extra"
