@@ -23,8 +23,10 @@
 #   - scheduler: schedule_interval 0:0:1, flush_submit_sec 1, flush_finish_sec 1,
 #     schedd_job_info true;
 #   - one execution host (this one) in @allhosts; queues
-#       all.q   $HPCDASK_SGE_SLOTS (16) slots, pe_list smp, no load thresholds,
-#               shell /bin/bash; a job's `-l h_rt=` is enforced (job killed);
+#       all.q   $HPCDASK_SGE_SLOTS (16) slots, pe_list smp, no load thresholds
+#               (other tests load the 2 cores), SGE's template shell /bin/sh
+#               with posix_compliant (a script's #! line is ignored: use -S);
+#               a job's `-l h_rt=` is enforced (the job is killed);
 #       down.q  the same host, 16 slots, DISABLED: a job sent there with
 #               `-q down.q` stays pending (qw), like Slurm's `down` partition;
 #     parallel environment smp (999 slots, allocation_rule $pe_slots) for
@@ -60,7 +62,10 @@ log() { echo "sge-up: $*" >&2; }
 die() {
     log "ERROR: $*"
     local f
-    for f in "$QMDIR/messages" "$SPOOL/${HOST:-none}/messages" \
+    # qmaster's and execd's logs (execd's spool directory is named after its
+    # unaliased host name, `localhost` here), and what a daemon that died
+    # before it could log there left in /tmp
+    for f in "$SPOOL"/*/messages \
         $(ls -t /tmp/qmaster_messages.* /tmp/execd_messages.* 2>/dev/null | head -n 2); do
         if [ -f "$f" ]; then
             echo "----- tail $f -----" >&2
@@ -292,7 +297,7 @@ write_if_changed "$COMMON/host_aliases" "$ALIASES" && CELL_FILES_CHANGED=1
 # SGE's own settings files (settings.sh, settings.csh, sge.module) from its
 # util/create_settings.sh, replaced only when their content changes
 mkdir -p "$TMP/settings"
-(cd "$SGE_ROOT" && sh util/create_settings.sh "$TMP/settings") >/dev/null \
+(cd "$SGE_ROOT" && SGE_ARCH="$ARCH" sh util/create_settings.sh "$TMP/settings") >/dev/null \
     || die "util/create_settings.sh failed"
 for f in settings.sh settings.csh sge.module; do
     write_if_changed "$COMMON/$f" "$(cat "$TMP/settings/$f")" && changed+=("$f")
