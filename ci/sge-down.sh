@@ -60,8 +60,7 @@ ours() {
         [ "$p" != "$$" ] && [ "$p" != "$BASHPID" ] || continue
         exe="$(readlink "/proc/$p/exe" 2>/dev/null || true)"
         if [[ "$exe" == "$SGE_ROOT/"* ]] \
-            || tr '\0' '\n' 2>/dev/null <"/proc/$p/environ" \
-                | grep -qx "SGE_JOB_SPOOL_DIR=$SGE_ROOT/.*"; then
+            || grep -qaF "SGE_JOB_SPOOL_DIR=$SGE_ROOT/" "/proc/$p/environ" 2>/dev/null; then
             awk '$3 != "Z" {print $1}' "/proc/$p/stat" 2>/dev/null || true
         fi
     done

@@ -410,11 +410,12 @@ schedd_job_info true
 "
 
 # this host as admin host (qmaster adds its own host) and submit host
-if ! "$Q" -sh 2>/dev/null | grep -qx "$HOST"; then
+# (lists read whole first: `qconf | grep -q` can fail on SIGPIPE under pipefail)
+if ! grep -qx "$HOST" <<<"$("$Q" -sh 2>/dev/null || true)"; then
     "$Q" -ah "$HOST" >"$TMP/qconf.out" 2>&1 || die "qconf -ah $HOST failed: $(cat "$TMP/qconf.out")"
     changed+=("admin host")
 fi
-if ! "$Q" -ss 2>/dev/null | grep -qx "$HOST"; then
+if ! grep -qx "$HOST" <<<"$("$Q" -ss 2>/dev/null || true)"; then
     "$Q" -as "$HOST" >"$TMP/qconf.out" 2>&1 || die "qconf -as $HOST failed: $(cat "$TMP/qconf.out")"
     changed+=("submit host")
 fi
