@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import MultiNode, wait_for
+from tests.integration.conftest import wait_for
+from tests.integration.multinode_site import MultiNode
 
 USABLE = ("idle", "mixed", "allocated")
 
