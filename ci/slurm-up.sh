@@ -11,7 +11,12 @@
 #     SLURM_UP_MEM_MB (65536) MB through SlurmdParameters=config_overrides;
 #   - starts slurmctld and slurmd (restarting them when slurm.conf changed);
 #   - waits until the `debug` partition's node is usable.
-# Partitions: `debug` (default, up) and `down` (State=DOWN: jobs stay pending).
+# Partitions: `debug` (default, up), `down` (State=DOWN: jobs stay pending), and
+# for preemption tests `preemptable` (PreemptMode=REQUEUE), `cancelable`
+# (PreemptMode=CANCEL) and `urgent` (PriorityTier=10: its jobs preempt those of
+# the two before); jobs in `debug` are never preempted.
+# MaxArraySize is Slurm's default (1001) and a requeued job may start again after
+# ~10 s (AuthInfo=cred_expire=10) instead of 120.
 # There is no systemd here: the daemons are started directly and daemonize.
 set -euo pipefail
 
@@ -93,6 +98,7 @@ SlurmctldHost=${NODE}(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+AuthInfo=cred_expire=10
 CryptoType=crypto/munge
 MpiDefault=none
 MailProg=/bin/true
@@ -103,6 +109,8 @@ JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 AccountingStorageType=accounting_storage/none
 SchedulerType=sched/backfill
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
 SchedulerParameters=sched_interval=1,bf_interval=1,bf_resolution=1,sched_min_interval=100000
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
@@ -111,7 +119,7 @@ SlurmdParameters=config_overrides
 ReturnToService=2
 MinJobAge=300
 MaxJobCount=20000
-MaxArraySize=10001
+MaxArraySize=1001
 KillWait=5
 CompleteWait=0
 InactiveLimit=0
@@ -127,8 +135,11 @@ SlurmdLogFile=${LOGDIR}/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
 NodeName=${NODE} NodeAddr=127.0.0.1 CPUs=${CPUS} RealMemory=${MEM_MB} State=UNKNOWN
-PartitionName=debug Nodes=${NODE} Default=YES MaxTime=INFINITE State=UP
-PartitionName=down Nodes=${NODE} Default=NO MaxTime=INFINITE State=DOWN
+PartitionName=debug Nodes=${NODE} Default=YES MaxTime=INFINITE State=UP PreemptMode=OFF
+PartitionName=down Nodes=${NODE} Default=NO MaxTime=INFINITE State=DOWN PreemptMode=OFF
+PartitionName=preemptable Nodes=${NODE} Default=NO MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=REQUEUE
+PartitionName=cancelable Nodes=${NODE} Default=NO MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=CANCEL
+PartitionName=urgent Nodes=${NODE} Default=NO MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF
 EOF
 )"
 

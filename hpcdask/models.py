@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 
 class JobState(enum.Enum):
@@ -188,13 +189,50 @@ class JobRecord:
 
 
 @dataclass(frozen=True)
+class ClusterTag:
+    """Which cluster a job belongs to, stored with the job in the queue.
+
+    The owning process (``host``, ``pid``, and when it ``started``, so that a
+    reused pid is not taken for the owner) and a ``nonce`` telling apart the
+    clusters of one process. Written ``hpcdask:HOST:PID:STARTED:NONCE``.
+    """
+
+    host: str
+    pid: int
+    started: int
+    nonce: str
+
+    PREFIX: ClassVar[str] = "hpcdask:"
+
+    def __str__(self) -> str:
+        return f"{self.PREFIX}{self.host}:{self.pid}:{self.started}:{self.nonce}"
+
+    @classmethod
+    def parse(cls, text: str) -> ClusterTag | None:
+        """The tag in ``text`` (a job's comment or variable), or ``None``."""
+        text = text.strip()
+        if not text.startswith(cls.PREFIX):
+            return None
+        host, _, rest = text[len(cls.PREFIX) :].partition(":")
+        parts = rest.split(":")
+        if not host or len(parts) != 3 or not all(p.isalnum() for p in parts):
+            return None
+        pid, started, nonce = parts
+        if not (pid.isdigit() and started.isdigit()):
+            return None
+        return cls(host, int(pid), int(started), nonce)
+
+
+@dataclass(frozen=True)
 class QueuedJob:
     """A job found in the queue by a user-wide listing (``hpcdask jobs``):
-    its id, its batch job name and its status."""
+    its id, its batch job name, its status, and its cluster's tag if it has
+    one."""
 
     job_id: str
     name: str
     status: JobStatus
+    tag: ClusterTag | None = None
 
 
 # -- adaptive scaling: what the policy sees, is told and decides ---------------------

@@ -7,11 +7,14 @@ Commands are argv lists, never shell strings. :class:`SubprocessRunner` runs the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+import psutil
 
 logger = logging.getLogger(__name__)
 
@@ -32,23 +35,44 @@ class Completed:
 
 class Runner(Protocol):
     async def run(
-        self, argv: Sequence[str], *, timeout: float = 60.0, cwd: str | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = 60.0,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> Completed:
-        """Run ``argv`` to completion (in ``cwd``); a timeout or a missing program
-        is reported as a failed :class:`Completed` (return code 124 or 127)."""
+        """Run ``argv`` to completion (in ``cwd``, with ``env`` added to the
+        environment); a timeout or a missing program is reported as a failed
+        :class:`Completed` (return code 124 or 127). A command that times out,
+        or whose caller is cancelled, is killed: it never runs on unseen."""
         ...
 
 
 class SubprocessRunner:
-    """Runs commands with asyncio's subprocess support."""
+    """Runs commands with asyncio's subprocess support.
+
+    ``env``, when given, replaces this process's environment for every command;
+    a call's own ``env`` is added on top.
+    """
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         self.env = dict(env) if env is not None else None
         #: every argv run, in order, for tests and for counting controller load.
         self.calls: list[tuple[str, ...]] = []
 
+    def _environment(self, extra: Mapping[str, str] | None) -> dict[str, str] | None:
+        if not extra:
+            return self.env
+        return {**(self.env if self.env is not None else os.environ), **extra}
+
     async def run(
-        self, argv: Sequence[str], *, timeout: float = 60.0, cwd: str | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = 60.0,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> Completed:
         argv = tuple(argv)
         self.calls.append(argv)
@@ -59,7 +83,7 @@ class SubprocessRunner:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env=self.env,
+                env=self._environment(env),
                 cwd=cwd,
             )
         except FileNotFoundError:
@@ -67,15 +91,34 @@ class SubprocessRunner:
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout)
         except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
+            await _kill(proc)
             return Completed(argv, 124, "", f"{argv[0]}: timed out after {timeout} s")
+        except BaseException:  # cancelled: no command runs on unseen
+            await _kill(proc)
+            raise
         return Completed(
             argv,
             proc.returncode if proc.returncode is not None else -1,
             out.decode(errors="replace"),
             err.decode(errors="replace"),
         )
+
+
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    await proc.wait()
+
+
+def process_started(pid: int) -> float | None:
+    """When process ``pid`` started (POSIX time), ``None`` when there is none."""
+    try:
+        return float(psutil.Process(pid).create_time())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return None
+    except psutil.AccessDenied:  # another user's: it exists
+        return 0.0
 
 
 def process_alive(pid: int, group: bool = False) -> bool:
@@ -120,12 +163,20 @@ class FakeRunner:
 
     responses: dict[str, list[Completed] | Responder] = field(default_factory=dict)
     calls: list[tuple[str, ...]] = field(default_factory=list)
+    #: each call's ``env`` additions
+    environments: list[dict[str, str]] = field(default_factory=list)
 
     async def run(
-        self, argv: Sequence[str], *, timeout: float = 60.0, cwd: str | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = 60.0,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> Completed:
         argv = tuple(argv)
         self.calls.append(argv)
+        self.environments.append(dict(env or {}))
         answer = self.responses.get(argv[0])
         if answer is None:
             return Completed(argv, 127, "", f"{argv[0]}: no fake response")
