@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import importlib.util
 import os
-import pwd
 import shutil
 import sys
 import time
@@ -35,15 +34,14 @@ from hpcdask.config import (
     security_setting,
 )
 from hpcdask.errors import CommandError, HPCDaskError, InvalidOptionError
-from hpcdask.format import format_duration
-from hpcdask.models import QueuedJob
+from hpcdask.listing import Owner, group_by_cluster, render_groups, text_table
+from hpcdask.models import ClusterTag
 from hpcdask.options import SYSTEMS, JobOptions
 from hpcdask.profiles import load_profile, load_profiles
-from hpcdask.runner import SubprocessRunner
+from hpcdask.runner import SubprocessRunner, current_user, host_name
 from hpcdask.systems import make_backend, queue_system
 from hpcdask.systems.base import CommandBackend
 from hpcdask.validation import check_identifier
-from hpcdask.view import JobRow
 
 __all__ = ["main"]
 
@@ -60,10 +58,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 # -- the queue --------------------------------------------------------------------
-
-
-def current_user() -> str:
-    return pwd.getpwuid(os.getuid()).pw_name
 
 
 def detect_system(system: str | None, queue_only: bool = False) -> str:
@@ -97,33 +91,6 @@ def check_job_name(name: str) -> str:
     return name
 
 
-def render_jobs(jobs: Sequence[QueuedJob], now: float) -> str:
-    """A table of jobs, like squeue's but with walltime left."""
-    rows = [("JOBID", "NAME", "STATE", "REASON", "NODE", "AGE", "WALLTIME LEFT")]
-    for job in jobs:
-        row = JobRow.of(job.job_id, job.name, job.status, now)
-        rows.append(
-            (
-                job.job_id,
-                job.name,
-                row.state.value,
-                row.status.reason or "-",
-                row.status.node or "-",
-                format_duration(row.age),
-                format_duration(row.walltime_left),
-            )
-        )
-    return _table(rows)
-
-
-def _table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
-
-
 # -- subcommands -----------------------------------------------------------------
 
 
@@ -147,7 +114,7 @@ def cmd_profiles(args: argparse.Namespace) -> int:
                 profile.description,
             )
         )
-    print(_table(rows))
+    print(text_table(rows))
     return 0
 
 
@@ -203,26 +170,59 @@ def cmd_job_script(args: argparse.Namespace) -> int:
 def cmd_jobs(args: argparse.Namespace) -> int:
     system = detect_system(args.system, queue_only=True)
     user = current_user()
-    names = None if args.all else [check_job_name(n) for n in job_names(args, system)]
-    jobs = asyncio.run(queue_backend(system).list_jobs(user, names))
-    if not jobs:
-        which = "" if names is None else f" named {', '.join(names)}"
+    jobs = asyncio.run(queue_backend(system).list_jobs(user))
+    if args.name:
+        jobs = [j for j in jobs if j.name in args.name]
+    groups = [
+        g for g in group_by_cluster(jobs, host_name()) if args.all or g.tag is not None
+    ]
+    if not groups:
+        which = "" if args.all else " in hpcdask clusters"
         print(f"no queued jobs of {user}{which}")
         return 0
-    print(render_jobs(jobs, time.time()))
+    print(render_groups(groups, time.time()))
     return 0
 
 
-def job_names(args: argparse.Namespace, system: str) -> list[str]:
-    """The job names to list: --name, else the names hpcdask gives by default
-    (from config) and those of the profiles for ``system``."""
-    if args.name:
-        return list(dict.fromkeys(args.name))
-    names = [_default_options(system).job_name]
-    for profile in load_profiles():
-        if profile.system in (None, system):
-            names.append(_default_options(system, profile.cluster_kwargs()).job_name)
-    return list(dict.fromkeys(names))
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from hpcdask.security import credentials_directory, remove_stale_private_dirs
+
+    system = detect_system(args.system, queue_only=True)
+    wanted = None if args.cluster is None else ClusterTag.parse(args.cluster)
+    if args.cluster is not None and wanted is None:
+        raise InvalidOptionError(
+            "--cluster", args.cluster, "expected a tag as hpcdask jobs shows it"
+        )
+    name = None if args.name is None else check_job_name(args.name)
+    backend = queue_backend(system)
+    jobs = asyncio.run(backend.list_jobs(current_user()))
+    chosen, spared = [], []
+    for group in group_by_cluster(jobs, host_name()):
+        mine = [j for j in group.jobs if name is None or j.name == name]
+        if not mine or group.tag is None:
+            continue
+        if group.tag == wanted or (wanted is None and group.owner is Owner.GONE):
+            chosen.append(group)
+        elif wanted is None:
+            spared.append(group)
+    ids = [j.job_id for g in chosen for j in g.jobs if name is None or j.name == name]
+    if ids and not args.dry_run:
+        asyncio.run(backend.cancel(ids))
+    verb = "would cancel" if args.dry_run else "cancelled"
+    for group in chosen:
+        print(f"{verb} the jobs of {group.label}")
+    print(f"{verb} {len(ids)} job(s){': ' + ' '.join(ids) if ids else ''}")
+    for group in spared:
+        print(f"left alone: {len(group.jobs)} job(s) of {group.label}; "
+              f"cancel them with --cluster {group.tag}")  # fmt: skip
+    # the TLS files of clusters whose process died without closing (kill -9)
+    directory = credentials_directory(_default_options(system))
+    stale = remove_stale_private_dirs(directory, dry_run=args.dry_run)
+    if stale:
+        verb = "would remove" if args.dry_run else "removed"
+        noun = "directory" if len(stale) == 1 else "directories"
+        print(f"{verb} {len(stale)} stale credential {noun} in {directory}")
+    return 0
 
 
 def _default_options(
@@ -232,31 +232,6 @@ def _default_options(
     # given only so that the options resolve without them in config
     required = {"cores": 1, "memory": 1, "processes": 1}
     return resolve_job_options(system, **{**(kwargs or {}), **required})
-
-
-def cmd_cancel(args: argparse.Namespace) -> int:
-    from hpcdask.security import credentials_directory, remove_stale_private_dirs
-
-    system = detect_system(args.system, queue_only=True)
-    name = check_job_name(args.name)
-    user = current_user()
-    jobs = asyncio.run(
-        queue_backend(system).cancel_by_name(user, name, dry_run=args.dry_run)
-    )
-    if not jobs:
-        print(f"no queued jobs of {user} named {name}")
-    else:
-        ids = " ".join(job.job_id for job in jobs)
-        verb = "would cancel" if args.dry_run else "cancelled"
-        print(f"{verb} {len(jobs)} job(s) of {user} named {name}: {ids}")
-    # the TLS files of clusters whose process died without closing (kill -9)
-    directory = credentials_directory(_default_options(system))
-    stale = remove_stale_private_dirs(directory, dry_run=args.dry_run)
-    if stale:
-        verb = "would remove" if args.dry_run else "removed"
-        noun = "directory" if len(stale) == 1 else "directories"
-        print(f"{verb} {len(stale)} stale credential {noun} in {directory}")
-    return 0
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -347,23 +322,30 @@ def _add_job_script(commands: argparse._SubParsersAction[_Parser]) -> None:
 def _add_jobs_and_cancel(commands: argparse._SubParsersAction[_Parser]) -> None:
     p = commands.add_parser(
         "jobs",
-        help="list your hpcdask jobs in the queue, with state and reason",
-        description="List your queued and running jobs whose job name is one "
-        "hpcdask uses by default (config and profiles), or --name.",
+        help="list your hpcdask clusters' jobs in the queue, with state and reason",
+        description="List your queued and running jobs by hpcdask cluster (the "
+        "tag every job carries), whatever their names, and whether each "
+        "cluster's process still runs.",
     )
     p.add_argument("--name", action="append", metavar="NAME",
-                   help="job name to list (repeatable)")  # fmt: skip
-    p.add_argument("--all", action="store_true", help="all your jobs, any name")
+                   help="only jobs of this job name (repeatable)")  # fmt: skip
+    p.add_argument("--all", action="store_true",
+                   help="also your jobs of no hpcdask cluster")  # fmt: skip
     p.add_argument("--system", choices=("slurm", "pbs"))
     p.set_defaults(run=cmd_jobs)
     p = commands.add_parser(
         "cancel",
-        help="cancel all your queued jobs of a cluster, by job name",
-        description="Cancel every queued or running job of yours named NAME with "
-        "one scancel/qdel, e.g. after a notebook kernel died, and remove the TLS "
-        "files that dead clusters of this host left in shared_temp_directory.",
+        help="cancel the jobs of hpcdask clusters whose process is gone",
+        description="Cancel, with one scancel/qdel, every job of your hpcdask "
+        "clusters whose process is gone (a notebook kernel that died), or of "
+        "the cluster --cluster names; the jobs of live clusters are left alone. "
+        "Also removes the TLS files that dead clusters of this host left.",
     )
-    p.add_argument("name", metavar="NAME", help="the cluster's job name")
+    p.add_argument("name", metavar="NAME", nargs="?",
+                   help="only the jobs of this job name")  # fmt: skip
+    p.add_argument("--cluster", metavar="TAG",
+                   help="the cluster whose jobs to cancel, alive or not "
+                   "(as hpcdask jobs shows it)")  # fmt: skip
     p.add_argument("--system", choices=("slurm", "pbs"))
     p.add_argument("--dry-run", action="store_true",
                    help="list what would be cancelled, cancel nothing")  # fmt: skip

@@ -116,11 +116,16 @@ class ClusterSettings:
     security: bool = True
     #: seconds a job may wait in the queue before the log says so, and why
     pending_report_after: float = 60.0
+    #: seconds ``close()`` may spend cancelling the cluster's jobs
+    close_timeout: float = 30.0
+    #: seconds a batch command may run before it is killed
+    command_timeout: float = 60.0
 
 
 def cluster_settings() -> ClusterSettings:
-    """Read ``hpcdask.poll-interval``, ``hpcdask.security`` and
-    ``hpcdask.adaptive.pending-report-after``.
+    """Read ``hpcdask.poll-interval``, ``hpcdask.security``,
+    ``hpcdask.adaptive.pending-report-after``, ``hpcdask.close-timeout`` and
+    ``hpcdask.command-timeout``.
 
     Raises
     ------
@@ -135,6 +140,12 @@ def cluster_settings() -> ClusterSettings:
         pending_report_after=check_seconds(
             "hpcdask.adaptive.pending-report-after",
             _setting("adaptive.pending-report-after", 60),
+        ),
+        close_timeout=check_seconds(
+            "hpcdask.close-timeout", _setting("close-timeout", "30s")
+        ),
+        command_timeout=check_seconds(
+            "hpcdask.command-timeout", _setting("command-timeout", "60s")
         ),
     )
 

@@ -185,7 +185,10 @@ class JobSpecCluster(SpecCluster):
 
     async def _close(self) -> None:
         if self.status in (Status.running, Status.failed):
+            # the jobs go first, within hpcdask.close-timeout, whatever the
+            # queue does; SpecCluster then closes the scheduler
             await self.manager.stop()
+            await self.manager.release()
         await super()._close()  # type: ignore[no-untyped-call]
 
     async def _wait_for_workers(

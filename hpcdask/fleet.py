@@ -19,8 +19,9 @@ from typing import Protocol
 
 from distributed.core import Status
 
+from hpcdask.errors import BatchCommandError, JobSubmissionError
 from hpcdask.jobs import JobTable, wait_until_ended
-from hpcdask.models import JobRecord, ScaleDecision
+from hpcdask.models import ClusterTag, JobRecord, ScaleDecision
 
 __all__ = ["BatchJob", "Fleet", "JobSpec", "SchedulerActions"]
 
@@ -81,6 +82,8 @@ class Fleet:
         worker processes per job (their workers are ``JOB-0``, ``JOB-1``...).
     scheduler
         what the fleet asks of the scheduler (retire, drain).
+    tag
+        the cluster's tag, stored with its jobs in the queue.
     """
 
     def __init__(
@@ -90,11 +93,13 @@ class Fleet:
         name: str,
         processes: int,
         scheduler: SchedulerActions,
+        tag: ClusterTag | None = None,
     ) -> None:
         self.table = table
         self.render = render
         self.name = name
         self.scheduler = scheduler
+        self.tag = tag
         #: job name -> spec: the jobs the cluster wants (SpecCluster's worker_spec)
         self.wanted: dict[str, JobSpec] = {}
         #: job name -> handle of a submitted job (SpecCluster's workers)
@@ -105,10 +110,16 @@ class Fleet:
         #: policy decides)
         self.replace_ended = True
         self.closing = False
+        #: a submission failed in a way that may have queued its job all the
+        #: same: look for the cluster's tag in the queue when it closes
+        self.unconfirmed = False
         self._spec: JobSpec = {"cls": BatchJob, "options": {}}
         if processes > 1:
             self._spec["group"] = [f"-{i}" for i in range(processes)]
         self._counter = 0
+        #: names being submitted, and the submissions under way
+        self._in_flight: set[str] = set()
+        self._submissions: set[asyncio.Future[None]] = set()
         self._lock = asyncio.Lock()
         self._sync_waiting: asyncio.Future[None] | None = None
 
@@ -205,7 +216,8 @@ class Fleet:
         async with self._lock:
             self._sync_waiting = None
             # submit first: new jobs queue while old ones hand their data over
-            to_open = [n for n in self.wanted if n not in self.handles]
+            busy = self.handles.keys() | self._in_flight
+            to_open = [n for n in self.wanted if n not in busy]
             to_close = [n for n in self.handles if n not in self.wanted]
             try:
                 if to_open:
@@ -215,15 +227,30 @@ class Fleet:
                     await self._stop(to_close)
 
     async def _start(self, names: list[str]) -> None:
-        """Submit jobs for ``names``: one job array where the system has them."""
-        if self.table.backend.system.supports_arrays and len(names) > 1:
-            batches = [names]
-        else:
-            batches = [[name] for name in names]
-        results = await asyncio.gather(
-            *(self.table.submit(batch, self.render(batch)) for batch in batches),
-            return_exceptions=True,
-        )
+        """Submit jobs for ``names``: job arrays where the system has them (as
+        large as the site allows), else one job per submission.
+
+        The submissions are shielded: when the caller is cancelled (a tick
+        stopped by ``close()``, ``scale()`` or a new ``adapt()``), they finish
+        all the same and their jobs are recorded, so nothing is queued unseen.
+        """
+        backend = self.table.backend
+        size = await backend.max_array_size() if len(names) > 1 else 1
+        batches = [names[i : i + size] for i in range(0, len(names), size)]
+        self._in_flight.update(names)
+        task = asyncio.ensure_future(self._submit(batches))
+        self._submissions.add(task)
+        task.add_done_callback(self._submissions.discard)
+        await asyncio.shield(task)
+
+    async def _submit(self, batches: list[list[str]]) -> None:
+        try:
+            results = await asyncio.gather(
+                *(self.table.submit(batch, self.render(batch)) for batch in batches),
+                return_exceptions=True,
+            )
+        finally:
+            self._in_flight.difference_update(n for b in batches for n in b)
         errors: list[BaseException] = []
         for batch, result in zip(batches, results, strict=True):
             if isinstance(result, BaseException):
@@ -235,8 +262,42 @@ class Fleet:
                 self.handles[record.name] = BatchJob(record)
             ids = ", ".join(r.job_id for r in result)
             logger.info("submitted %d job(s): %s", len(result), ids)
+        if any(_may_have_queued(e) for e in errors):
+            # a submission that timed out may still have queued its job: find
+            # it by the cluster's tag
+            self.unconfirmed = True
+            await self.cancel_unknown()
         if errors:
             raise errors[0]
+
+    async def cancel_unknown(self) -> list[str]:
+        """Cancel the jobs in the queue that carry this cluster's tag but that
+        the job table does not know (their submission timed out, or was cut
+        short); return their ids."""
+        if self.tag is None:
+            return []
+        known = {r.job_id for r in self.table.records.values()}
+        jobs = await self.table.backend.jobs_tagged(self.tag)
+        unknown = [job.job_id for job in jobs if job.job_id not in known]
+        if unknown:
+            logger.warning(
+                "cancelling %d job(s) of this cluster whose submission was not "
+                "confirmed: %s",
+                len(unknown),
+                ", ".join(unknown),
+            )
+            await self.table.backend.cancel(unknown)
+        return unknown
+
+    async def submissions_done(self) -> None:
+        """Wait for the submissions under way (started by a cancelled caller)."""
+        if self._submissions:
+            await asyncio.gather(*self._submissions, return_exceptions=True)
+
+    def forget_all(self) -> None:
+        """The cluster has closed: no job is wanted or held any more."""
+        self.wanted.clear()
+        self.handles.clear()
 
     async def _stop(self, names: list[str]) -> None:
         records = [self.table.records[n] for n in names if n in self.table.records]
@@ -245,10 +306,23 @@ class Fleet:
             worker_names = [w for r in records for w in r.workers]
             if worker_names:
                 await self.scheduler.retire(worker_names)
-        await self.table.cancel(records)
+        try:
+            await self.table.cancel(records)
+        except BatchCommandError:
+            if not self.closing:
+                raise  # the handles stay: the next sync cancels them again
+            # closing: the job manager reports what is left, and how to cancel it
         for name in names:
             job = self.handles.pop(name, None)
             if job is not None:
                 await job.close()
         if self.closing:
             await wait_until_ended(self.table, records, timeout=15)
+
+
+def _may_have_queued(error: BaseException) -> bool:
+    """Whether a failed submission may have queued its job all the same: not
+    when the queue refused it, but when it timed out (the command was killed)."""
+    if isinstance(error, JobSubmissionError):
+        return error.returncode == 124
+    return not isinstance(error, ValueError)

@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
+import secrets
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,9 +28,11 @@ from hpcdask.cost import Usage, job_resources, measure_usage
 from hpcdask.errors import JobFailedError
 from hpcdask.fleet import Fleet
 from hpcdask.jobs import JobTable
+from hpcdask.models import ClusterTag
 from hpcdask.noise import SchedulerNoise
 from hpcdask.options import JobOptions
 from hpcdask.probe import ClusterScaling, SchedulerProbe
+from hpcdask.runner import host_name, process_started
 from hpcdask.script import render_job_script
 from hpcdask.systems import make_backend
 from hpcdask.view import ClusterView, build_view, copied
@@ -64,7 +68,11 @@ class JobManager:
         self.settings = settings
         self.security_args = list(security_args)
         self.workdir = workdir
-        self.backend = make_backend(opts)
+        #: stored with every job in the queue: `hpcdask jobs` and `hpcdask
+        #: cancel` find the cluster's jobs by it, and so does a submission that
+        #: timed out
+        self.tag = new_tag()
+        self.backend = make_backend(opts, settings.command_timeout)
         self.resources = job_resources(opts, self.backend.system)
         self.table = JobTable(
             self.backend,
@@ -78,7 +86,7 @@ class JobManager:
             self.table, opts.walltime, opts.threads_per_worker, self.noise.add
         )
         self.fleet = Fleet(
-            self.table, self.render, opts.name, opts.processes, self.probe
+            self.table, self.render, opts.name, opts.processes, self.probe, self.tag
         )
         self.adaptive: AdaptiveJobs | None = None
         self.scheduler_address = ""
@@ -104,6 +112,38 @@ class JobManager:
                 await self._poll_task
         self.noise.closing = True
         self.fleet.closing = True
+
+    async def release(self) -> None:
+        """Cancel every job of the cluster as it closes, within
+        ``hpcdask.close-timeout``: submissions under way finish first, workers
+        are not retired (the cluster closes), and a job whose submission was
+        not confirmed is found by the cluster's tag. What cannot be cancelled is
+        logged with its ids and the command that will cancel it; nothing here
+        raises."""
+        self.fleet.set_target(0)
+        try:
+            await asyncio.wait_for(self._release(), self.settings.close_timeout)
+        except Exception as e:
+            problem = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        else:
+            problem = ""
+        finally:
+            self.fleet.forget_all()
+        left = sorted(r.job_id for r in self.table.live() if r.job_id)
+        if left or problem:
+            logger.error(
+                "could not cancel every job of this cluster%s; left in the queue: "
+                "%s; cancel them with: hpcdask cancel --cluster %s",
+                f" ({problem})" if problem else "",
+                ", ".join(left) or "none known",
+                self.tag,
+            )
+
+    async def _release(self) -> None:
+        await self.fleet.submissions_done()
+        await self.fleet.sync()
+        if self.fleet.unconfirmed:
+            await self.fleet.cancel_unknown()
 
     # -- scaling ---------------------------------------------------------------
 
@@ -197,6 +237,7 @@ class JobManager:
             names,
             self.security_args,
             workdir=self.workdir,
+            tag=self.tag,
         )
 
     def usage(self, now: float | None = None) -> Usage:
@@ -233,3 +274,10 @@ class JobManager:
             failures=self.table.failures,
             controller_error=self.table.controller_error,
         )
+
+
+def new_tag() -> ClusterTag:
+    """A tag for a new cluster of this process."""
+    pid = os.getpid()
+    started = process_started(pid) or time.time()
+    return ClusterTag(host_name(), pid, int(started), secrets.token_hex(3))

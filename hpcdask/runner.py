@@ -10,6 +10,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import pwd
+import re
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -109,6 +112,16 @@ async def _kill(proc: asyncio.subprocess.Process) -> None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
     await proc.wait()
+
+
+def host_name() -> str:
+    """This host's name, as cluster tags carry it (letters, digits, ``.-``)."""
+    return re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) or "localhost"
+
+
+def current_user() -> str:
+    """The name of the user this process runs as."""
+    return pwd.getpwuid(os.getuid()).pw_name
 
 
 def process_started(pid: int) -> float | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from hpcdask.format import format_memory_limit
+from hpcdask.models import ClusterTag
 from hpcdask.options import JobOptions
 from hpcdask.systems.base import BatchSystem
 from hpcdask.validation import command_word, shell_word
@@ -65,28 +66,27 @@ def render_job_script(
     names: Sequence[str],
     security_args: Sequence[str] = (),
     workdir: str | None = None,
+    tag: ClusterTag | None = None,
 ) -> str:
     """The whole batch script that starts the Dask workers of the jobs ``names``.
 
     One name renders one job; several render one job array whose element ``i``
     runs the workers called ``names[i]``. With ``workdir`` the workers start
     there (the client's directory, so the modules beside a notebook import).
+    ``tag``, the cluster's, is stored with the job where the system can keep it.
+    Names are expanded after the prologue, so they may use what it sets
+    (``name="run-$RUN"`` with ``RUN=...`` in ``job_script_prologue``).
     """
     if not names:
         raise ValueError("no job names to render a script for")
     lines = [opts.shebang, ""]
-    directives = system.render_directives(opts, len(names))
+    directives = system.render_directives(opts, len(names), tag)
     if directives:
         lines += [*directives, ""]
     if not system.writes_logs:
         lines += _log_redirection(opts, system)
     if workdir is not None:
         lines.append(f"cd {shell_word('workdir', workdir)} || exit 1")
-    if len(names) == 1:
-        name_word = shell_word("name", names[0])
-    else:
-        lines += _array_names(system, names)
-        name_word = '"${HPCDASK_NAMES[$HPCDASK_ARRAY_INDEX]}"'
     if opts.nanny:
         # before the prologue, so a site's prologue may still choose otherwise
         lines.append(
@@ -94,6 +94,11 @@ def render_job_script(
             + opts.worker_start_method
         )
     lines += opts.job_script_prologue
+    if len(names) == 1:
+        name_word = shell_word("name", names[0])
+    else:
+        lines += _array_names(system, names)
+        name_word = '"${HPCDASK_NAMES[$HPCDASK_ARRAY_INDEX]}"'
     argv = worker_argv(opts, scheduler_address, name_word, security_args)
     lines.append(" ".join(argv))
     lines += opts.job_script_epilogue

@@ -21,8 +21,10 @@ def queue_system(name: str) -> QueueCommands:
     return QUEUE_SYSTEMS[name]()
 
 
-def make_backend(opts: JobOptions) -> Backend:
-    """The backend for ``opts.system``; no I/O happens here."""
+def make_backend(opts: JobOptions, command_timeout: float = 60.0) -> Backend:
+    """The backend for ``opts.system``; no I/O happens here. Batch commands
+    that run longer than ``command_timeout`` seconds are killed."""
     if opts.system in QUEUE_SYSTEMS:
-        return CommandBackend(queue_system(opts.system), SubprocessRunner())
+        system = queue_system(opts.system)
+        return CommandBackend(system, SubprocessRunner(), command_timeout)
     return LocalBackend(walltime=opts.walltime)

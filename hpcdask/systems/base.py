@@ -14,14 +14,18 @@ import abc
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from types import MappingProxyType
+from typing import ClassVar, Protocol
 
 from hpcdask.errors import BatchCommandError, JobSubmissionError
-from hpcdask.models import JobState, JobStatus, QueuedJob
+from hpcdask.models import ClusterTag, JobState, JobStatus, QueuedJob
 from hpcdask.options import JobOptions
-from hpcdask.runner import Runner
+from hpcdask.runner import Completed, Runner, current_user
 
 __all__ = ["Backend", "BatchSystem", "CommandBackend", "QueueCommands"]
+
+#: job array size when the site's limit cannot be read (Slurm's default)
+DEFAULT_MAX_ARRAY = 1001
 
 
 class BatchSystem:
@@ -42,10 +46,15 @@ class BatchSystem:
     #: variables holding the array index inside an array job, first set wins.
     array_index_variables: tuple[str, ...] = ()
 
-    def render_directives(self, opts: JobOptions, array_size: int = 1) -> list[str]:
-        """All directive lines of a job script, extra directives last."""
+    def render_directives(
+        self, opts: JobOptions, array_size: int = 1, tag: ClusterTag | None = None
+    ) -> list[str]:
+        """All directive lines of a job script, extra directives last; ``tag``
+        (the cluster's) is stored with the job where the system can keep it."""
         lines = [
-            f"{self.directive_prefix} {d}" for d in self.directives(opts, array_size)
+            f"{self.directive_prefix} {d}"
+            for d in self.directives(opts, array_size)
+            + (self.tag_directives(tag) if tag else [])
         ]
         lines += [f"{self.directive_prefix} {d}" for d in opts.job_extra_directives]
         return [
@@ -56,6 +65,10 @@ class BatchSystem:
 
     def directives(self, opts: JobOptions, array_size: int = 1) -> list[str]:
         """Directive bodies (without the prefix) built from the options."""
+        return []
+
+    def tag_directives(self, tag: ClusterTag) -> list[str]:
+        """Directive bodies that store ``tag`` with the job (none by default)."""
         return []
 
     def array_job_ids(self, base_id: str, size: int) -> list[str]:
@@ -72,13 +85,21 @@ class QueueCommands(BatchSystem, abc.ABC):
     """A batch system driven by commands: submit, status, cancel, and the
     user-wide listing and cancel of the ``hpcdask`` command."""
 
+    #: environment hpcdask's own commands run with (e.g. a time format that
+    #: cannot be misread, whatever the user's environment says)
+    command_env: ClassVar[Mapping[str, str]] = MappingProxyType({})
+    #: at most this many job ids in one status or cancel command (an argument
+    #: list has a size limit)
+    ids_per_command: int = 2000
+
     @abc.abstractmethod
     def submit_argv(self, script_path: str) -> list[str]:
         """The command that queues the script at ``script_path``."""
 
     @abc.abstractmethod
     def status_argv(self, job_ids: Sequence[str]) -> list[str]:
-        """One command asking the state of all ``job_ids``."""
+        """One command asking the state of all ``job_ids`` (at most
+        :attr:`ids_per_command` of them)."""
 
     @abc.abstractmethod
     def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
@@ -100,20 +121,28 @@ class QueueCommands(BatchSystem, abc.ABC):
         """Which of ``job_ids`` a failed status command said it does not know."""
         return set()
 
+    def history_argv(self, job_ids: Sequence[str], stderr: str) -> list[str] | None:
+        """A command asking how the jobs among ``job_ids`` that a status
+        command's ``stderr`` called finished have ended (job history), if the
+        system keeps it; its output goes to :meth:`parse_status`."""
+        return None
+
+    def config_argv(self) -> list[str] | None:
+        """A command printing the site's limits (see :meth:`parse_max_array`)."""
+        return None
+
+    def parse_max_array(self, stdout: str) -> int | None:
+        """The most jobs one array submission may hold, from ``config_argv``."""
+        return None
+
     @abc.abstractmethod
-    def list_argv(self, user: str, names: Sequence[str] | None) -> list[str]:
-        """One command listing the jobs of ``user`` (those named ``names``)."""
+    def list_argv(self, user: str) -> list[str]:
+        """One command listing the jobs of ``user``."""
 
     @abc.abstractmethod
     def parse_listing(self, stdout: str, user: str) -> list[QueuedJob]:
-        """The jobs of ``user`` in ``list_argv``'s output, with their names."""
-
-    @abc.abstractmethod
-    def cancel_by_name_argv(
-        self, user: str, name: str, jobs: Sequence[QueuedJob]
-    ) -> list[str]:
-        """ONE command cancelling the queued jobs of ``user`` named ``name``
-        (``jobs``: what the listing found of them)."""
+        """The jobs of ``user`` in ``list_argv``'s output, with their names and
+        their clusters' tags."""
 
 
 class Backend(Protocol):
@@ -136,6 +165,14 @@ class Backend(Protocol):
         """Cancel ``job_ids``; ids that already ended are not an error."""
         ...
 
+    async def max_array_size(self) -> int:
+        """The most jobs one submission may start."""
+        ...
+
+    async def jobs_tagged(self, tag: ClusterTag) -> list[QueuedJob]:
+        """The live jobs in the queue that carry ``tag``."""
+        ...
+
 
 class CommandBackend:
     """A :class:`Backend` that runs a :class:`QueueCommands` system's argv."""
@@ -146,6 +183,7 @@ class CommandBackend:
         self.system = system
         self.runner = runner
         self.timeout = timeout
+        self._max_array: int | None = None
 
     async def submit(self, script: str, log_directory: str) -> str:
         fd, path = tempfile.mkstemp(prefix="hpcdask-", suffix=".sh")
@@ -153,9 +191,7 @@ class CommandBackend:
             with os.fdopen(fd, "w") as f:
                 f.write(script)
             # from the log directory, so files the system writes there land there
-            result = await self.runner.run(
-                self.system.submit_argv(path), timeout=self.timeout, cwd=log_directory
-            )
+            result = await self._run(self.system.submit_argv(path), cwd=log_directory)
         finally:
             os.unlink(path)
         if not result.ok:
@@ -167,11 +203,41 @@ class CommandBackend:
         except ValueError as e:
             raise JobSubmissionError(result.argv, result.returncode, str(e)) from e
 
-    async def status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
-        result = await self.runner.run(
-            self.system.status_argv(job_ids), timeout=self.timeout
+    async def _run(self, argv: Sequence[str], cwd: str | None = None) -> Completed:
+        return await self.runner.run(
+            argv, timeout=self.timeout, cwd=cwd, env=self.system.command_env
         )
-        parsed = self.system.parse_status(result.stdout, job_ids)
+
+    def _chunks(self, job_ids: Sequence[str]) -> list[Sequence[str]]:
+        size = self.system.ids_per_command
+        return [job_ids[i : i + size] for i in range(0, len(job_ids), size)]
+
+    async def max_array_size(self) -> int:
+        """The most jobs one submission may start (asked of the site once)."""
+        if self._max_array is None:
+            self._max_array = 1
+            if self.system.supports_arrays:
+                argv = self.system.config_argv()
+                result = await self._run(argv) if argv else None
+                limit = self.system.parse_max_array(result.stdout) if result else None
+                self._max_array = limit or DEFAULT_MAX_ARRAY
+        return self._max_array
+
+    async def status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """States of ``job_ids``: one command per :attr:`QueueCommands.ids_per_command`
+        ids; raises BatchCommandError when the controller did not answer."""
+        out: dict[str, JobStatus] = {}
+        for chunk in self._chunks(job_ids):
+            out.update(await self._status(chunk))
+        return out
+
+    async def _status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        result = await self._run(self.system.status_argv(job_ids))
+        parsed = dict(self.system.parse_status(result.stdout, job_ids))
+        history = self.system.history_argv(job_ids, result.stderr)
+        if history is not None:
+            ended = await self._run(history)
+            parsed.update(self.system.parse_status(ended.stdout, job_ids))
         gone = self.system.gone_job_ids(result.returncode, result.stderr, job_ids)
         if not result.ok and not parsed and not gone:
             raise BatchCommandError(result.argv, result.returncode, result.stderr)
@@ -186,41 +252,25 @@ class CommandBackend:
         return out
 
     async def cancel(self, job_ids: Sequence[str]) -> None:
-        result = await self.runner.run(
-            self.system.cancel_argv(job_ids), timeout=self.timeout
-        )
-        if not result.ok:
-            # qdel exits non-zero for ids that already ended; the caller asks
-            # the queue which of them are still live
-            raise BatchCommandError(
-                result.argv, result.returncode, result.stderr or result.stdout
-            )
+        for chunk in self._chunks(job_ids):
+            result = await self._run(self.system.cancel_argv(chunk))
+            if not result.ok:
+                # qdel exits non-zero for ids that already ended; the caller
+                # asks the queue which of them are still live
+                raise BatchCommandError(
+                    result.argv, result.returncode, result.stderr or result.stdout
+                )
 
-    async def list_jobs(
-        self, user: str, names: Sequence[str] | None = None
-    ) -> list[QueuedJob]:
-        """The live jobs of ``user`` (named ``names``, when given); one command."""
-        result = await self.runner.run(
-            self.system.list_argv(user, names), timeout=self.timeout
-        )
+    async def jobs_tagged(self, tag: ClusterTag) -> list[QueuedJob]:
+        return [j for j in await self.list_jobs(current_user()) if j.tag == tag]
+
+    async def list_jobs(self, user: str) -> list[QueuedJob]:
+        """The live jobs of ``user``, with their clusters' tags; one command."""
+        result = await self._run(self.system.list_argv(user))
         if not result.ok:
             raise BatchCommandError(result.argv, result.returncode, result.stderr)
         return [
             job
             for job in self.system.parse_listing(result.stdout, user)
-            if not job.status.state.is_terminal and (not names or job.name in names)
+            if not job.status.state.is_terminal
         ]
-
-    async def cancel_by_name(
-        self, user: str, name: str, dry_run: bool = False
-    ) -> list[QueuedJob]:
-        """Cancel all live jobs of ``user`` named ``name`` with one command;
-        return what was found."""
-        jobs = await self.list_jobs(user, [name])
-        if jobs and not dry_run:
-            result = await self.runner.run(
-                self.system.cancel_by_name_argv(user, name, jobs), timeout=self.timeout
-            )
-            if not result.ok:
-                raise BatchCommandError(result.argv, result.returncode, result.stderr)
-        return jobs

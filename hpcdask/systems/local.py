@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hpcdask.models import JobState, JobStatus
+from hpcdask.models import ClusterTag, JobState, JobStatus, QueuedJob
 from hpcdask.runner import process_alive, spawn_detached
 from hpcdask.systems.base import BatchSystem
 
@@ -96,6 +96,13 @@ class LocalBackend:
             time_limit=self.walltime,
             exit_code=str(code),
         )
+
+    async def max_array_size(self) -> int:
+        return 1
+
+    async def jobs_tagged(self, tag: ClusterTag) -> list[QueuedJob]:
+        # its jobs live in this process: all of them are in the job table
+        return []
 
     async def cancel(self, job_ids: Sequence[str]) -> None:
         jobs = [self._jobs[i] for i in job_ids if i in self._jobs]

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from hpcdask.format import format_hms
-from hpcdask.models import JobState, JobStatus, QueuedJob
+from hpcdask.models import ClusterTag, JobState, JobStatus, QueuedJob
 from hpcdask.options import JobOptions
 from hpcdask.systems.base import QueueCommands
 from hpcdask.systems.timefmt import parse_clock, parse_duration
@@ -33,7 +33,12 @@ STATES: dict[str, JobState] = {
     "X": JobState.COMPLETED,
 }
 
-_UNKNOWN_ID = re.compile(r"Unknown Job Id:?\s+(\S+)", re.IGNORECASE)
+#: PBS Pro "Unknown Job Id 102.pbs", Torque "Unknown Job Id Error 102.srv"
+_UNKNOWN_ID = re.compile(r"Unknown Job Id(?: Error)?:?\s+(\S+)", re.IGNORECASE)
+#: PBS Pro with job history: "qstat: 102.pbs Job has finished, use -x or -H ..."
+_FINISHED_ID = re.compile(r"(\S+)\s+Job has finished", re.IGNORECASE)
+#: the job variable that carries the cluster's tag
+TAG_VARIABLE = "HPCDASK_CLUSTER"
 
 
 class PBS(QueueCommands):
@@ -58,6 +63,11 @@ class PBS(QueueCommands):
         # jobs are submitted from there so the system's own files land beside it.
         return lines
 
+    def tag_directives(self, tag: ClusterTag) -> list[str]:
+        # qstat -f shows it in Variable_List (PBS Pro, Torque; Slurm's wrapper
+        # passes it to the job but does not show it)
+        return [f"-v {TAG_VARIABLE}={tag}"]
+
     def submit_argv(self, script_path: str) -> list[str]:
         return ["qsub", script_path]
 
@@ -76,31 +86,43 @@ class PBS(QueueCommands):
     def parse_status(
         self, stdout: str, job_ids: Sequence[str]
     ) -> Mapping[str, JobStatus]:
-        statuses = {
-            job_id: status_from_attributes(attrs)
+        # qstat may print "1234.server" for an id we hold as "1234", or the
+        # reverse: match on the number (one pass, whatever the number of jobs)
+        by_number = {
+            job_id.split(".")[0]: status_from_attributes(attrs)
             for job_id, attrs in parse_qstat_full(stdout).items()
         }
-        # qstat may print "1234.server" for an id we hold as "1234", or the reverse.
         out: dict[str, JobStatus] = {}
         for wanted in job_ids:
-            short = wanted.split(".")[0]
-            for job_id, status in statuses.items():
-                if job_id == wanted or job_id.split(".")[0] == short:
-                    out[wanted] = status
+            status = by_number.get(wanted.split(".")[0])
+            if status is not None:
+                out[wanted] = status
         return out
 
     def gone_job_ids(
         self, returncode: int, stderr: str, job_ids: Sequence[str]
     ) -> set[str]:
-        # PBS Pro names each unknown id; Slurm's qstat prints nothing and exits
-        # 153 (PBSE_UNKJOBID) when no id is known.
+        # Slurm's qstat prints nothing and exits 153 (PBSE_UNKJOBID) when no id
+        # is known; PBS Pro and Torque name each unknown id, and PBS Pro with
+        # job history names each finished one ("Job has finished")
         if returncode == 153 and not stderr.strip():
             return set(job_ids)
-        unknown = {i.split(".")[0] for i in _UNKNOWN_ID.findall(stderr)}
-        return {i for i in job_ids if i.split(".")[0] in unknown}
+        named = {
+            i.split(".")[0]
+            for pattern in (_UNKNOWN_ID, _FINISHED_ID)
+            for i in pattern.findall(stderr)
+        }
+        return {i for i in job_ids if i.split(".")[0] in named}
 
-    def list_argv(self, user: str, names: Sequence[str] | None) -> list[str]:
-        # PBS has no portable name filter; qstat -f of all jobs is one query
+    def history_argv(self, job_ids: Sequence[str], stderr: str) -> list[str] | None:
+        # PBS Pro keeps finished jobs' history: ask it how they ended
+        finished = {i.split(".")[0] for i in _FINISHED_ID.findall(stderr)}
+        ids = [i for i in job_ids if i.split(".")[0] in finished]
+        return ["qstat", "-x", "-f", *ids] if ids else None
+
+    def list_argv(self, user: str) -> list[str]:
+        # PBS has no portable user filter that also shows names: qstat -f of
+        # all jobs is one query
         return ["qstat", "-f"]
 
     def parse_listing(self, stdout: str, user: str) -> list[QueuedJob]:
@@ -110,14 +132,18 @@ class PBS(QueueCommands):
             owner = attrs.get("Job_Owner") or attrs.get("euser", "")
             if re.split(r"[@(]", owner)[0] == user:
                 name = attrs.get("Job_Name", "")
-                jobs.append(QueuedJob(job_id, name, status_from_attributes(attrs)))
+                status = status_from_attributes(attrs)
+                jobs.append(QueuedJob(job_id, name, status, _tag_of(attrs)))
         return jobs
 
-    def cancel_by_name_argv(
-        self, user: str, name: str, jobs: Sequence[QueuedJob]
-    ) -> list[str]:
-        # qdel takes ids only: those the listing found
-        return ["qdel", *(job.job_id for job in jobs)]
+
+def _tag_of(attrs: Mapping[str, str]) -> ClusterTag | None:
+    """The cluster tag in a job's ``Variable_List`` (``A=1,HPCDASK_CLUSTER=..``)."""
+    for item in attrs.get("Variable_List", "").split(","):
+        key, _, value = item.strip().partition("=")
+        if key == TAG_VARIABLE:
+            return ClusterTag.parse(value)
+    return None
 
 
 def parse_qstat_full(stdout: str) -> dict[str, dict[str, str]]:

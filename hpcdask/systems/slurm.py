@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import ClassVar
 
 from hpcdask.format import format_hms
-from hpcdask.models import JobState, JobStatus, QueuedJob
+from hpcdask.models import ClusterTag, JobState, JobStatus, QueuedJob
 from hpcdask.options import JobOptions
 from hpcdask.systems.base import QueueCommands
 from hpcdask.systems.timefmt import parse_clock, parse_duration
@@ -54,6 +56,16 @@ class Slurm(QueueCommands):
     job_id_variables = ("SLURM_JOB_ID",)
     supports_arrays = True
     array_index_variables = ("SLURM_ARRAY_TASK_ID",)
+    # times as epoch seconds, whatever SLURM_TIME_FORMAT the user set (it
+    # changes every time field squeue prints)
+    command_env: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {"SLURM_TIME_FORMAT": "%s"}
+    )
+
+    def tag_directives(self, tag: ClusterTag) -> list[str]:
+        # squeue shows the comment (%k); it is the user's own field, and sites
+        # rarely use it
+        return [f"--comment={tag}"]
 
     def directives(self, opts: JobOptions, array_size: int = 1) -> list[str]:
         # an array element's id is BASE_INDEX: %A_%a names its logs the same way
@@ -81,15 +93,26 @@ class Slurm(QueueCommands):
         return [f"{base_id}_{i}" for i in range(size)]
 
     def status_argv(self, job_ids: Sequence[str]) -> list[str]:
-        # an array's base id lists all its elements, pending ones collapsed
+        # an array's base id lists all its elements; --array prints one line
+        # per element (pending ones are otherwise collapsed, and cut at 64
+        # characters)
         bases = dict.fromkeys(job_id.split("_")[0] for job_id in job_ids)
         return [
             "squeue",
             "--noheader",
+            "--array",
             "--states=all",
             f"--format={SQUEUE_FORMAT}",
             f"--jobs={','.join(bases)}",
         ]
+
+    def config_argv(self) -> list[str]:
+        return ["scontrol", "show", "config"]
+
+    def parse_max_array(self, stdout: str) -> int | None:
+        # "MaxArraySize            = 1001": indices 0..1000, so 1001 elements
+        match = re.search(r"^MaxArraySize\s*=\s*(\d+)", stdout, re.MULTILINE)
+        return int(match.group(1)) if match else None
 
     def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
         return ["scancel", *job_ids]
@@ -115,31 +138,26 @@ class Slurm(QueueCommands):
             return set(job_ids)
         return set()
 
-    def list_argv(self, user: str, names: Sequence[str] | None) -> list[str]:
-        argv = [
+    def list_argv(self, user: str) -> list[str]:
+        return [
             "squeue",
             "--noheader",
+            "--array",
             f"--user={user}",
-            f"--format={SQUEUE_FORMAT}|%j",
+            f"--format={SQUEUE_FORMAT}|%j|%k",
         ]
-        if names:
-            argv.append(f"--name={','.join(names)}")
-        return argv
 
     def parse_listing(self, stdout: str, user: str) -> list[QueuedJob]:
         jobs = []
         for line in stdout.splitlines():
-            fields, _, name = line.strip().rpartition("|")
-            for job_id, status in parse_squeue(fields).items():
-                jobs.append(QueuedJob(job_id, name, status))
+            parts = line.strip().split("|", 10)
+            if len(parts) != 11:
+                continue
+            *fields, name, comment = parts
+            tag = ClusterTag.parse(comment)
+            for job_id, status in parse_squeue("|".join(fields)).items():
+                jobs.append(QueuedJob(job_id, name, status, tag))
         return jobs
-
-    def cancel_by_name_argv(
-        self, user: str, name: str, jobs: Sequence[QueuedJob]
-    ) -> list[str]:
-        # Slurm selects by name and user itself: jobs queued after the listing
-        # are cancelled too
-        return ["scancel", f"--user={user}", f"--name={name}"]
 
 
 def parse_squeue(stdout: str) -> dict[str, JobStatus]:
@@ -170,18 +188,29 @@ def parse_squeue(stdout: str) -> dict[str, JobStatus]:
     return out
 
 
-_ARRAY_RANGE = re.compile(r"^(\d+)_\[([0-9,\-]+)(?:%\d+)?\]$")
+_ARRAY_RANGE = re.compile(r"^(\d+)_\[([0-9,:\-]+)(?:\.\.\.)?(?:%\d+)?\]?$")
 
 
 def expand_array_ids(job_id: str) -> list[str]:
-    """``"97_[0-3]"`` (pending elements, collapsed) -> ``["97_0", ..., "97_3"]``."""
+    """``"97_[0-3]"`` -> ``["97_0", ..., "97_3"]``: the collapsed pending
+    elements of an array, as squeue prints them without ``--array``
+    (``97_[1,3,5-9]``, ``97_[0-20:2]``). A list squeue cut at 64 characters
+    (``97_[1,3,5-9,1...``) gives the elements it still shows in full."""
     match = _ARRAY_RANGE.match(job_id)
     if not match:
         return [job_id]
     base, ranges = match.groups()
     out = []
-    for part in ranges.split(","):
-        first, _, last = part.partition("-")
-        for index in range(int(first), int(last or first) + 1):
-            out.append(f"{base}_{index}")
+    parts = ranges.split(",")
+    if "..." in job_id:
+        parts = parts[:-1]  # the last one was cut
+    for part in parts:
+        span, _, step = part.partition(":")
+        first, _, last = span.partition("-")
+        if not first.isdigit() or not (last or first).isdigit():
+            continue
+        stride = int(step) if step.isdigit() and int(step) > 0 else 1
+        out += [
+            f"{base}_{i}" for i in range(int(first), int(last or first) + 1, stride)
+        ]
     return out

@@ -20,7 +20,7 @@ LAYERS: dict[str, int] = {
     "systems": 3, "systems.base": 3, "systems.slurm": 3, "systems.pbs": 3,
     "systems.local": 3, "systems.timefmt": 3, "script": 3, "cost": 3, "policy": 3,
     "jobs": 4, "fleet": 4, "probe": 4, "view": 4,
-    "adaptive": 5, "manager": 5, "widget": 5, "page": 5, "dashboard": 5,
+    "adaptive": 5, "manager": 5, "listing": 5, "widget": 5, "page": 5, "dashboard": 5,
     "deploy": 6, "cluster": 6,
     "mpi": 6, "mpi_cli": 6, "mpi_script": 6,
     "cli": 7, "": 8,
