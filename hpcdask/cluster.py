@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -23,6 +24,7 @@ from distributed.security import Security
 from tornado.ioloop import IOLoop
 
 from hpcdask.adaptive import AdaptiveJobs
+from hpcdask.compat import DEPRECATION, DummyJob
 from hpcdask.config import (
     AdaptArguments,
     adaptive_settings,
@@ -44,6 +46,7 @@ from hpcdask.security import (
     worker_security_args,
 )
 from hpcdask.view import (
+    dashboard_host,
     jobs_frame,
 )
 
@@ -118,13 +121,14 @@ class HPCCluster(JobSpecCluster):
         # the dashboard's /hpc page and its history (hpcdask.dashboard)
         prefix = opts.scheduler_options.get("http_prefix")
         self._dashboard = HPCDashboard(self.view, str(prefix) if prefix else None)
+        options = scheduler_options(opts, security, self._dashboard)
+        #: the dashboard's host in its link: the address it listens on, or the
+        #: scheduler's when it listens on every interface
+        self.dashboard_host = dashboard_host(str(options["dashboard_address"]))
         logging.getLogger("distributed.scheduler").addFilter(self.manager.noise)
         try:
             super().__init__(  # type: ignore[no-untyped-call]
-                scheduler={
-                    "cls": Scheduler,
-                    "options": scheduler_options(opts, security, self._dashboard),
-                },
+                scheduler={"cls": Scheduler, "options": options},
                 asynchronous=asynchronous,
                 loop=loop,
                 security=security,
@@ -143,6 +147,12 @@ class HPCCluster(JobSpecCluster):
     def jobs(self) -> pandas.DataFrame:
         """The cluster's jobs as a pandas DataFrame, like ``squeue`` for it."""
         return jobs_frame(self.view().jobs)
+
+    @property
+    def _dummy_job(self) -> DummyJob:
+        """dask-jobqueue's job object, for code written for it (deprecated)."""
+        warnings.warn(DEPRECATION, FutureWarning, stacklevel=2)
+        return DummyJob(self.job_options, self.backend.system, self.job_script)
 
     @property
     def failures(self) -> list[JobFailedError]:
@@ -267,10 +277,17 @@ class HPCCluster(JobSpecCluster):
 def scheduler_options(
     opts: JobOptions, security: Security | None, dashboard: HPCDashboard
 ) -> dict[str, object]:
-    """The scheduler's keyword arguments: the dashboard on port 8787 with the
-    ``/hpc`` page, the protocol and TLS, then the user's ``scheduler_options``."""
+    """The scheduler's keyword arguments: the dashboard on 127.0.0.1:8787 with
+    the ``/hpc`` page, the protocol and TLS, then the user's
+    ``scheduler_options``.
+
+    The dashboard has no login and shows every worker's logs and call stacks:
+    on a shared login node it listens on the loopback address only (reach it
+    through jupyter-server-proxy or an ssh tunnel); an address that listens on
+    every interface is logged as a warning.
+    """
     options: dict[str, object] = {
-        "dashboard_address": ":8787",
+        "dashboard_address": "127.0.0.1:8787",
         "protocol": opts.protocol,
         "security": security,
     }
@@ -285,7 +302,17 @@ def scheduler_options(
             "plugins: expected a list",
         )
     options["plugins"] = [*plugins, dashboard]
+    address = str(options["dashboard_address"])
+    if options.get("dashboard", True) is not False and dashboard_host(address) is None:
+        logger.warning(_PUBLIC_DASHBOARD, address)
     return options
+
+
+_PUBLIC_DASHBOARD = (
+    "the dashboard listens on every interface (dashboard_address=%r): anyone who "
+    "can reach this host can read your workers' logs and call stacks there. Keep "
+    "the default 127.0.0.1 and use jupyter-server-proxy or an ssh tunnel."
+)
 
 
 class SLURMCluster(HPCCluster):

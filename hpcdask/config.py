@@ -276,19 +276,31 @@ Bounds = tuple[int | None, int | None]
 def _job_bounds(
     opts: JobOptions, jobs: Bounds, workers: Bounds, cores: Bounds, memory: Bounds
 ) -> tuple[int, int]:
-    """The tightest of several (minimum, maximum) pairs, in whole jobs."""
-    lows = [jobs[0] or 0]
-    highs = [jobs[1] if jobs[1] is not None else 2**31]
-    for (low, high), per_job in (
-        (workers, opts.processes),
-        (cores, opts.cores),
-        (memory, opts.memory),
-    ):
+    """The tightest of several (minimum, maximum) pairs, in whole jobs.
+
+    A minimum rounds up to whole jobs; a maximum rounds down, but never below
+    one job when it is positive (``maximum=2`` with 4 workers per job allows one
+    job, as ``scale(2)`` asks for one): a bound never silently forbids scaling.
+    """
+    given = {"jobs": (jobs, 1), "workers": (workers, opts.processes)}
+    given |= {"cores": (cores, opts.cores), "memory": (memory, opts.memory)}
+    lows: list[tuple[int, str]] = [(0, "")]
+    highs: list[tuple[int, str]] = [(2**31, "")]
+    for unit, ((low, high), per_job) in given.items():
         if low is not None:
-            lows.append(math.ceil(low / per_job))
+            lows.append((math.ceil(low / per_job), f"minimum {low} {unit}"))
         if high is not None:
-            highs.append(high // per_job)
-    return max(lows), min(highs)
+            jobs_at_most = high // per_job if high >= per_job or high <= 0 else 1
+            highs.append((jobs_at_most, f"maximum {high} {unit}"))
+    (lowest, low_said), (highest, high_said) = max(lows), min(highs)
+    if lowest > highest:
+        raise InvalidOptionError(
+            "adapt",
+            f"{low_said}, {high_said}",
+            f"the minimum is {lowest} job(s) and the maximum {highest} "
+            f"({opts.processes} worker(s), {opts.cores} cores per job)",
+        )
+    return lowest, highest
 
 
 def _bytes(size: str | int | None) -> int | None:

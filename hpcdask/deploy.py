@@ -48,6 +48,8 @@ class JobSpecCluster(SpecCluster):
 
     manager: JobManager
     _initial_jobs: int = 0
+    #: the host the dashboard listens on (None: every interface)
+    dashboard_host: str | None = None
 
     # SpecCluster's names for the fleet's wanted and submitted jobs, and
     # distributed's for adaptive scaling: the manager's parts are their one
@@ -103,7 +105,7 @@ class JobSpecCluster(SpecCluster):
         """
         try:
             port = self.scheduler_info["services"]["dashboard"]
-            host = get_address_host(self.scheduler_address)
+            host = self.dashboard_host or get_address_host(self.scheduler_address)
         except (KeyError, ValueError):  # not started, or not connected yet
             return ""
         return dashboard_link_for(host, port)

@@ -23,7 +23,7 @@ from hpcdask.errors import BatchCommandError, JobSubmissionError
 from hpcdask.jobs import JobTable, wait_until_ended
 from hpcdask.models import ClusterTag, JobRecord, ScaleDecision
 
-__all__ = ["BatchJob", "Fleet", "JobSpec", "SchedulerActions"]
+__all__ = ["BatchJob", "Fleet", "JobSpec", "SchedulerActions", "cancel_unknown"]
 
 #: what SpecCluster holds for one wanted job: its handle class, and the
 #: suffixes of its workers' names when it runs several
@@ -266,28 +266,9 @@ class Fleet:
             # a submission that timed out may still have queued its job: find
             # it by the cluster's tag
             self.unconfirmed = True
-            await self.cancel_unknown()
+            await cancel_unknown(self.table, self.tag)
         if errors:
             raise errors[0]
-
-    async def cancel_unknown(self) -> list[str]:
-        """Cancel the jobs in the queue that carry this cluster's tag but that
-        the job table does not know (their submission timed out, or was cut
-        short); return their ids."""
-        if self.tag is None:
-            return []
-        known = {r.job_id for r in self.table.records.values()}
-        jobs = await self.table.backend.jobs_tagged(self.tag)
-        unknown = [job.job_id for job in jobs if job.job_id not in known]
-        if unknown:
-            logger.warning(
-                "cancelling %d job(s) of this cluster whose submission was not "
-                "confirmed: %s",
-                len(unknown),
-                ", ".join(unknown),
-            )
-            await self.table.backend.cancel(unknown)
-        return unknown
 
     async def submissions_done(self) -> None:
         """Wait for the submissions under way (started by a cancelled caller)."""
@@ -326,3 +307,22 @@ def _may_have_queued(error: BaseException) -> bool:
     if isinstance(error, JobSubmissionError):
         return error.returncode == 124
     return not isinstance(error, ValueError)
+
+
+async def cancel_unknown(table: JobTable, tag: ClusterTag | None) -> list[str]:
+    """Cancel the jobs in the queue that carry ``tag`` but that ``table`` does
+    not know (their submission timed out, or was cut short); their ids."""
+    if tag is None:
+        return []
+    known = {r.job_id for r in table.records.values()}
+    jobs = await table.backend.jobs_tagged(tag)
+    unknown = [job.job_id for job in jobs if job.job_id not in known]
+    if unknown:
+        logger.warning(
+            "cancelling %d job(s) of this cluster whose submission was not "
+            "confirmed: %s",
+            len(unknown),
+            ", ".join(unknown),
+        )
+        await table.backend.cancel(unknown)
+    return unknown

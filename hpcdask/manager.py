@@ -26,7 +26,7 @@ from hpcdask.adaptive import AdaptiveJobs
 from hpcdask.config import AdaptiveSettings, ClusterSettings
 from hpcdask.cost import Usage, job_resources, measure_usage
 from hpcdask.errors import JobFailedError
-from hpcdask.fleet import Fleet
+from hpcdask.fleet import Fleet, cancel_unknown
 from hpcdask.jobs import JobTable
 from hpcdask.models import ClusterTag
 from hpcdask.noise import SchedulerNoise
@@ -143,7 +143,7 @@ class JobManager:
         await self.fleet.submissions_done()
         await self.fleet.sync()
         if self.fleet.unconfirmed:
-            await self.fleet.cancel_unknown()
+            await cancel_unknown(self.table, self.tag)
 
     # -- scaling ---------------------------------------------------------------
 

@@ -38,6 +38,7 @@ __all__ = [
     "JobRow",
     "build_view",
     "copied",
+    "dashboard_host",
     "dashboard_link_for",
     "hpc_page_link",
     "jobs_frame",
@@ -316,6 +317,14 @@ def dashboard_link_for(host: str, port: int) -> str:
     """:func:`proxied_dashboard_link` with this process's config and environment."""
     template, scheme = dashboard_link_template()
     return proxied_dashboard_link(host, port, template, os.environ, scheme)
+
+
+def dashboard_host(address: str) -> str | None:
+    """The host a ``dashboard_address`` listens on; ``None`` for every
+    interface (``":8787"``, ``"0.0.0.0:8787"``, ``"[::]:8787"``, ``"8787"``)."""
+    host, sep, _ = address.rpartition(":")
+    host = host.strip("[]") if sep else ""
+    return None if host in ("", "0.0.0.0", "::", "*") else host
 
 
 def hpc_page_link(dashboard_link: str) -> str:

@@ -24,6 +24,8 @@ def _fast_test_config(log_directory: Path) -> Iterator[None]:
     }
     for system in ("slurm", "pbs", "local"):
         settings[f"hpcdask.{system}.log-directory"] = str(logs)
-        settings[f"hpcdask.{system}.scheduler-options"] = {"dashboard_address": ":0"}
+        settings[f"hpcdask.{system}.scheduler-options"] = {
+            "dashboard_address": "127.0.0.1:0"
+        }
     with dask.config.set(settings):
         yield

@@ -67,7 +67,7 @@ def hung_kernel(tmp_path: Path) -> Iterator[str]:
 
         common = dict(cores=1, memory="1GB", walltime="00:05:00", name={name!r},
                       log_directory={str(tmp_path)!r},
-                      scheduler_options={{"dashboard_address": ":0"}})
+                      scheduler_options={{"dashboard_address": "127.0.0.1:0"}})
         cluster = SLURMCluster(**common)
         waiting = SLURMCluster(queue="down", **common)
         cluster.scale(2)

@@ -56,7 +56,7 @@ def test_notebook_on_slurm_matches_numpy_without_dask(
     monkeypatch.setenv("DASK_HPCDASK__POLL_INTERVAL", "0.5s")
     monkeypatch.setenv(
         "DASK_HPCDASK__SLURM__SCHEDULER_OPTIONS",
-        json.dumps({"dashboard_address": ":0"}),
+        json.dumps({"dashboard_address": "127.0.0.1:0"}),
     )
     data, results_path = tmp_path / "ensemble.zarr", tmp_path / "results.zarr"
     day, city = "1981-07-04", "Boulder"

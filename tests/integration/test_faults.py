@@ -262,7 +262,7 @@ def test_notebook_killed_jobs_end_by_themselves_and_cancel_cleans_up(
         import dask.config
         from distributed import Client
         from hpcdask import SLURMCluster
-        dask.config.set({{"hpcdask.slurm.scheduler-options": {{"dashboard_address": ":0"}}}})
+        dask.config.set({{"hpcdask.slurm.scheduler-options": {{"dashboard_address": "127.0.0.1:0"}}}})
         common = dict(cores=1, memory="1GB", walltime="00:10:00", name={name!r},
                       death_timeout={death_timeout}, log_directory={str(log_directory)!r},
                       shared_temp_directory={str(secrets)!r})

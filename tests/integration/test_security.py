@@ -171,7 +171,7 @@ def test_credentials_go_at_interpreter_exit_and_stale_ones_are_swept(
         f"""
         import dask.config
         from hpcdask import SLURMCluster
-        dask.config.set({{"hpcdask.slurm.scheduler-options": {{"dashboard_address": ":0"}}}})
+        dask.config.set({{"hpcdask.slurm.scheduler-options": {{"dashboard_address": "127.0.0.1:0"}}}})
         cluster = SLURMCluster(cores=1, memory="1GB", log_directory={str(tmp_path)!r},
                                shared_temp_directory={str(tmp_path / "sec")!r})
         print(cluster.credentials.private_dir, flush=True)

@@ -162,7 +162,7 @@ def test_interpreter_exit_without_close_cancels_jobs(
         """
         import dask.config
         from hpcdask import SLURMCluster
-        dask.config.set({"hpcdask.slurm.scheduler-options": {"dashboard_address": ":0"}})
+        dask.config.set({"hpcdask.slurm.scheduler-options": {"dashboard_address": "127.0.0.1:0"}})
         cluster = SLURMCluster(cores=1, memory="1GB", log_directory=LOGS)
         cluster.scale(2)
         print(",".join(cluster.jobs()["job_id"]), flush=True)

@@ -13,12 +13,9 @@ import yaml
 
 from hpcdask import cli
 from hpcdask.config import default_config_path, render_config, resolve_job_options
-from hpcdask.errors import BatchCommandError, CommandError
-from hpcdask.models import JobState, QueuedJob
+from hpcdask.errors import CommandError
 from hpcdask.options import DEFAULTS, OPTION_HELP
-from hpcdask.runner import Completed, FakeRunner
-from hpcdask.systems import queue_system
-from hpcdask.systems.base import CommandBackend
+from hpcdask.runner import Completed
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 NOW = 1_800_000_000.0
@@ -89,7 +86,8 @@ def test_help_lists_the_subcommands() -> None:
     [
         (["bogus"], 2, "hpcdask: error: argument COMMAND: invalid choice: 'bogus'"),
         ([], 2, "hpcdask: error: the following arguments are required: COMMAND"),
-        (["cancel"], 2, "error: the following arguments are required: NAME"),
+        (["cancel", "--cluster", "x;y", "--system", "slurm"], 1,
+         "invalid --cluster='x;y'"),
         (
             ["job-script", "--system", "slurm", "--cores", "1", "--memory", "1GB",
              "--queue", "debug;id"],
@@ -184,146 +182,6 @@ def test_job_script_from_arguments_for_pbs() -> None:
 
 
 # -- the queue: listing and cancelling with saved real output ------------------------
-
-
-def named(fixture: str, name: str) -> str:
-    """Saved squeue output with the job-name column the listing adds."""
-    text = (FIXTURES / "slurm" / fixture).read_text()
-    return "".join(f"{line}|{name}\n" for line in text.splitlines())
-
-
-def backend(system: str, runner: FakeRunner) -> CommandBackend:
-    return CommandBackend(queue_system(system), runner)
-
-
-async def listing(
-    system: str, stdout: str, user: str, names: list[str]
-) -> list[QueuedJob]:
-    """The user's live jobs named ``names`` found in saved listing output."""
-    program = queue_system(system).list_argv(user, names)[0]
-    return await backend(system, FakeRunner({program: [ok(stdout)]})).list_jobs(
-        user, names
-    )
-
-
-async def test_slurm_listing_argv_and_parse() -> None:
-    assert queue_system("slurm").list_argv("ana", ["dask-worker", "gpu-worker"]) == [
-        "squeue",
-        "--noheader",
-        "--user=ana",
-        "--format=%i|%T|%r|%N|%V|%S|%e|%l|%L|%j",
-        "--name=dask-worker,gpu-worker",
-    ]
-    assert "--name" not in " ".join(queue_system("slurm").list_argv("ana", None))
-    stdout = named("squeue_running.txt", "dask-worker") + named(
-        "squeue_array_pending.txt", "gpu-worker"
-    )
-    jobs = await listing("slurm", stdout, "ana", ["dask-worker", "gpu-worker"])
-    assert [(j.job_id, j.name, j.status.state) for j in jobs][:2] == [
-        ("93", "dask-worker", JobState.RUNNING),
-        ("97_0", "gpu-worker", JobState.PENDING),
-    ]
-    pending = [j for j in jobs if j.status.state is JobState.PENDING]
-    # a pending array's collapsed line is one row per element
-    assert [j.job_id for j in pending] == ["97_0", "97_1", "97_2", "97_3"]
-    assert {j.status.reason for j in pending} == {"PartitionDown"}
-    # only the names asked for
-    assert await listing("slurm", stdout, "ana", ["gpu-worker"]) == pending
-
-
-async def test_pbs_listing_keeps_the_users_live_jobs_with_that_name() -> None:
-    stdout = "\n".join(
-        (FIXTURES / "pbs" / f).read_text()
-        for f in (
-            "qstat_f_torque_array.txt",  # 3 running, root, hx-pbs-dir
-            "qstat_f_torque_finished.txt",  # ended: not in the queue any more
-            "qstat_f_pbspro.txt",  # alice's
-        )
-    )
-    assert queue_system("pbs").list_argv("root", ["hx-pbs-dir"]) == ["qstat", "-f"]
-    jobs = await listing("pbs", stdout, "root", ["hx-pbs-dir"])
-    assert [(j.job_id, j.status.state) for j in jobs] == [
-        ("107", JobState.RUNNING),
-        ("108", JobState.RUNNING),
-        ("105", JobState.RUNNING),
-    ]
-    alice = await listing("pbs", stdout, "alice", ["dask-worker"])
-    assert [j.job_id for j in alice] == ["4821.pbs01", "4822.pbs01"]
-    assert await listing("pbs", stdout, "alice", ["other"]) == []
-
-
-async def test_slurm_cancel_is_one_scancel_by_name_and_user() -> None:
-    runner = FakeRunner(
-        {"squeue": [ok(named("squeue_array_running.txt", "run7"))], "scancel": [ok()]}
-    )
-    jobs = await backend("slurm", runner).cancel_by_name("ana", "run7")
-    assert [j.job_id for j in jobs] == ["98_2", "98_3", "98_1", "98_0"]
-    assert [c for c in runner.calls if c[0] == "scancel"] == [
-        ("scancel", "--user=ana", "--name=run7")
-    ]
-    assert runner.calls[0][0] == "squeue" and len(runner.calls) == 2
-
-
-async def test_pbs_cancel_is_one_qdel_of_the_ids_found() -> None:
-    runner = FakeRunner(
-        {
-            "qstat": [ok((FIXTURES / "pbs" / "qstat_f_torque_array.txt").read_text())],
-            "qdel": [ok()],
-        }
-    )
-    await backend("pbs", runner).cancel_by_name("root", "hx-pbs-dir")
-    assert runner.calls[1:] == [("qdel", "107", "108", "105")]
-
-
-async def test_nothing_to_cancel_or_dry_run_runs_no_cancel() -> None:
-    runner = FakeRunner({"squeue": [ok("")]})
-    assert await backend("slurm", runner).cancel_by_name("ana", "x") == []
-    runner = FakeRunner({"squeue": [ok(named("squeue_array_running.txt", "x"))]})
-    jobs = await backend("slurm", runner).cancel_by_name("ana", "x", dry_run=True)
-    assert len(jobs) == 4
-    assert [c[0] for c in runner.calls] == ["squeue"]
-
-
-async def test_a_failing_queue_command_is_an_error() -> None:
-    runner = FakeRunner(
-        {
-            "squeue": [
-                Completed(
-                    ("squeue",),
-                    1,
-                    "",
-                    "slurm_load_jobs error: Unable to contact slurm controller",
-                )
-            ]
-        }
-    )
-    with pytest.raises(BatchCommandError, match="squeue failed: slurm_load_jobs error"):
-        await backend("slurm", runner).list_jobs("ana", ["x"])
-
-
-async def test_render_jobs() -> None:
-    stdout = named("squeue_running.txt", "w") + named("squeue_pending.txt", "w")
-    jobs = await listing("slurm", stdout, "ana", ["w"])
-    start = jobs[0].status.start_time
-    assert start is not None
-    lines = cli.render_jobs(jobs, now=start + 60).splitlines()
-    assert lines[0].split() == [
-        "JOBID", "NAME", "STATE", "REASON", "NODE", "AGE", "WALLTIME", "LEFT",
-    ]  # fmt: skip
-    assert lines[1].split() == ["93", "w", "running", "-", "vm", "00:01:01", "00:09:00"]
-    assert lines[-1].split()[2:4] == ["pending", "PartitionDown"]
-    assert lines[-1].split()[-1] == "00:10:00"  # a pending job has all of it left
-
-
-@pytest.mark.usefixtures("profiles")
-def test_jobs_lists_the_default_and_profile_job_names() -> None:
-    args = cli.build_parser().parse_args(["jobs"])
-    assert cli.job_names(args, "slurm") == ["dask-worker", "gpu-worker"]
-    with dask.config.set({"hpcdask.slurm.name": "run-$SLURM_JOB_ID"}):
-        # config's name without '$', as any cluster names its jobs
-        assert cli.job_names(args, "slurm")[0] == "run-SLURM_JOB_ID"
-    args = cli.build_parser().parse_args(["jobs", "--name", "a", "--name", "a"])
-    assert cli.job_names(args, "slurm") == ["a"]
 
 
 def test_detect_system(monkeypatch: pytest.MonkeyPatch) -> None:

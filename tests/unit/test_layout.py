@@ -19,7 +19,7 @@ LAYERS: dict[str, int] = {
     "options": 2, "config": 2, "profiles": 2, "security": 2,
     "systems": 3, "systems.base": 3, "systems.slurm": 3, "systems.pbs": 3,
     "systems.local": 3, "systems.timefmt": 3, "script": 3, "cost": 3, "policy": 3,
-    "jobs": 4, "fleet": 4, "probe": 4, "view": 4,
+    "jobs": 4, "fleet": 4, "probe": 4, "view": 4, "compat": 4,
     "adaptive": 5, "manager": 5, "listing": 5, "widget": 5, "page": 5, "dashboard": 5,
     "deploy": 6, "cluster": 6,
     "mpi": 6, "mpi_cli": 6, "mpi_script": 6,
