@@ -48,6 +48,9 @@ STATES: dict[str, JobState] = {
 SQUEUE_FORMAT = "%i|%T|%r|%N|%V|%S|%e|%l|%L"
 _JOB_ID = re.compile(r"^(\d+(?:_\d+)?)(?:;\S+)?\s*$")
 _NO_REASON = {"None", "(null)", ""}
+_CANCELLED_PENDING = JobStatus(
+    JobState.CANCELLED, reason="cancelled while pending (no record of its own)"
+)
 
 
 class Slurm(QueueCommands):
@@ -127,7 +130,15 @@ class Slurm(QueueCommands):
     def parse_status(
         self, stdout: str, job_ids: Sequence[str]
     ) -> Mapping[str, JobStatus]:
-        return parse_squeue(stdout)
+        found = parse_squeue(stdout)
+        # an array element cancelled while pending leaves no record of its own
+        # while its siblings stay listed: it is cancelled, not gone unseen
+        listed = {job_id.partition("_")[0] for job_id in found if "_" in job_id}
+        for job_id in job_ids:
+            base, sep, _ = job_id.partition("_")
+            if sep and job_id not in found and base in listed:
+                found[job_id] = _CANCELLED_PENDING
+        return found
 
     def gone_job_ids(
         self, returncode: int, stderr: str, job_ids: Sequence[str]
@@ -194,15 +205,16 @@ _ARRAY_RANGE = re.compile(r"^(\d+)_\[([0-9,:\-]+)(?:\.\.\.)?(?:%\d+)?\]?$")
 def expand_array_ids(job_id: str) -> list[str]:
     """``"97_[0-3]"`` -> ``["97_0", ..., "97_3"]``: the collapsed pending
     elements of an array, as squeue prints them without ``--array``
-    (``97_[1,3,5-9]``, ``97_[0-20:2]``). A list squeue cut at 64 characters
-    (``97_[1,3,5-9,1...``) gives the elements it still shows in full."""
+    (``97_[1,3,5-9]``, ``97_[0-20:2]``). A list squeue cut short (no closing
+    bracket, or ``...``) gives the elements it still shows in full; hpcdask's own
+    queries use ``--array``, one line per element, and never meet one."""
     match = _ARRAY_RANGE.match(job_id)
     if not match:
         return [job_id]
     base, ranges = match.groups()
     out = []
     parts = ranges.split(",")
-    if "..." in job_id:
+    if "..." in job_id or not job_id.endswith("]"):
         parts = parts[:-1]  # the last one was cut
     for part in parts:
         span, _, step = part.partition(":")
