@@ -26,6 +26,14 @@ TESTS = [
     "tests/integration/test_faults.py",
     "tests/integration/test_adaptive.py::"
     "test_walltime_rollover_keeps_results_and_capacity",
+    "tests/integration/test_queue_surprises.py::"
+    "test_a_requeued_job_is_pending_again_and_not_replaced",
+    "tests/integration/test_queue_surprises.py::"
+    "test_preemption_is_a_site_fault_not_a_failed_start",
+    "tests/integration/test_queue_surprises.py::"
+    "test_close_with_a_failing_scancel_is_bounded_and_says_what_to_run",
+    "tests/integration/test_queue_surprises.py::"
+    "test_a_submission_cut_short_by_close_is_cancelled",
 ]
 COLUMNS = ("fault", "what was checked", "result", "time to recover")
 #: what "time to recover" measures, per fault number
@@ -36,6 +44,10 @@ RECOVERY = {
     "4": "close()",
     "5": "kill to running jobs gone",
     "6": "close()",
+    "7": "requeue to a worker again",
+    "8": "preemption to all results",
+    "9": "close()",
+    "10": "close()",
 }
 
 
@@ -58,7 +70,7 @@ def render_table(rows: dict[str, Any]) -> str:
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
     ]
-    for key in sorted(rows):
+    for key in sorted(rows, key=lambda k: (int(k.split(".", 1)[0]), k)):
         row = rows[key]
         seconds = row["recover_seconds"]
         number = key.split(".", 1)[0]

@@ -9,7 +9,6 @@ workers connected) and says in the log when a job has waited long in the queue.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import re
@@ -17,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 from hpcdask.errors import BatchCommandError, JobFailedError
-from hpcdask.models import JobRecord, JobState, JobStatus
+from hpcdask.models import QUEUED, JobRecord, JobState, JobStatus
 from hpcdask.options import JobOptions
 from hpcdask.systems.base import Backend
 from hpcdask.validation import name_pattern
@@ -117,7 +116,7 @@ class JobTable:
             last = f"last known: {status.state.value}"
             if status.reason:
                 last += f", {status.reason}"
-            return dataclasses.replace(status, state=JobState.UNKNOWN, reason=last)
+            return status._replace(state=JobState.UNKNOWN, reason=last)
         return status
 
     # -- I/O -------------------------------------------------------------------
@@ -145,16 +144,14 @@ class JobTable:
                 base_id = await self.backend.submit(script, self.log_directory)
         except Exception:
             for record in records:
-                record.status = dataclasses.replace(
-                    record.status, state=JobState.FAILED
-                )
+                record.status = record.status._replace(state=JobState.FAILED)
             raise
         ids = (
             [base_id] if len(names) == 1 else system.array_job_ids(base_id, len(names))
         )
         for record, job_id in zip(records, ids, strict=True):
             record.job_id = job_id
-            record.status = dataclasses.replace(record.status, state=JobState.PENDING)
+            record.status = record.status._replace(state=JobState.PENDING)
             record.stdout_path, record.stderr_path = system.log_paths(
                 self.options, job_id
             )
@@ -190,7 +187,7 @@ class JobTable:
             record.observe(status, now)
             if record.state.is_terminal:
                 if record.status.end_time is None:
-                    record.status = dataclasses.replace(record.status, end_time=now)
+                    record.status = record.status._replace(end_time=now)
                 ended.append(record)
                 self._note_ended(record)
         self._report_long_pending(now)
@@ -209,7 +206,8 @@ class JobTable:
         for record in self.live():
             submitted = record.status.submit_time
             if (
-                record.name not in self._pending_reported
+                record.state in QUEUED
+                and record.name not in self._pending_reported
                 and record.workers_seen == 0
                 and submitted is not None
                 and now - submitted > self.pending_report_after
@@ -260,8 +258,7 @@ class JobTable:
         record.connected_time = record.connected_time or now
         if record.state in (JobState.SUBMITTING, JobState.PENDING):
             # a connected worker is proof the job runs; squeue may lag
-            record.status = dataclasses.replace(
-                record.status,
+            record.status = record.status._replace(
                 state=JobState.RUNNING,
                 reason="",
                 start_time=record.status.start_time or now,

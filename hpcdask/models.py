@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 
 class JobState(enum.Enum):
@@ -39,6 +39,10 @@ class JobState(enum.Enum):
     PREEMPTED = "preempted"
     GONE = "gone"
     UNKNOWN = "unknown"
+
+    # members are singletons compared by identity: hash them the same way, in C
+    # (the job table hashes states thousands of times per poll)
+    __hash__ = object.__hash__
 
     @property
     def is_terminal(self) -> bool:
@@ -74,12 +78,12 @@ FAILED: frozenset[JobState] = frozenset(
 SITE_FAULTS: frozenset[JobState] = frozenset({JobState.NODE_FAIL, JobState.PREEMPTED})
 
 
-@dataclass(frozen=True)
-class JobStatus:
+class JobStatus(NamedTuple):
     """What the queue says about one job.
 
     Times are POSIX timestamps (seconds) or ``None`` where the queue gave none;
-    ``time_limit`` is the walltime in seconds.
+    ``time_limit`` is the walltime in seconds. A named tuple: a poll makes one
+    for each of thousands of jobs, and compares it with the last.
     """
 
     state: JobState
@@ -100,7 +104,7 @@ class JobStatus:
         queued again (requeued after a node failure or a preemption) has not
         started: its start time and node are dropped.
         """
-        if newer.state is JobState.UNKNOWN:
+        if newer.state is JobState.UNKNOWN or newer == self:
             return self
         queued = newer.state in QUEUED
         return JobStatus(
@@ -141,7 +145,7 @@ class JobRecord:
 
     name: str
     job_id: str = ""
-    status: JobStatus = JobStatus(JobState.SUBMITTING)
+    status: JobStatus = JobStatus(JobState.SUBMITTING)  # noqa: RUF009 - immutable
     workers: set[str] = field(default_factory=set)
     workers_seen: int = 0
     cancel_requested: bool = False

@@ -11,6 +11,7 @@ runs job scripts as processes.
 from __future__ import annotations
 
 import abc
+import asyncio
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -26,6 +27,8 @@ __all__ = ["Backend", "BatchSystem", "CommandBackend", "QueueCommands"]
 
 #: job array size when the site's limit cannot be read (Slurm's default)
 DEFAULT_MAX_ARRAY = 1001
+#: status output longer than this (bytes) is parsed in a thread
+_PARSE_IN_THREAD = 256 * 1024
 
 
 class BatchSystem:
@@ -233,7 +236,12 @@ class CommandBackend:
 
     async def _status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         result = await self._run(self.system.status_argv(job_ids))
-        parsed = dict(self.system.parse_status(result.stdout, job_ids))
+        parse = self.system.parse_status
+        if len(result.stdout) > _PARSE_IN_THREAD:
+            # thousands of jobs: parse beside the event loop the scheduler runs on
+            parsed = dict(await asyncio.to_thread(parse, result.stdout, job_ids))
+        else:
+            parsed = dict(parse(result.stdout, job_ids))
         history = self.system.history_argv(job_ids, result.stderr)
         if history is not None:
             ended = await self._run(history)

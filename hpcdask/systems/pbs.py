@@ -90,7 +90,7 @@ class PBS(QueueCommands):
         # reverse: match on the number (one pass, whatever the number of jobs)
         by_number = {
             job_id.split(".")[0]: status_from_attributes(attrs)
-            for job_id, attrs in parse_qstat_full(stdout).items()
+            for job_id, attrs in _status_attributes(stdout).items()
         }
         out: dict[str, JobStatus] = {}
         for wanted in job_ids:
@@ -151,25 +151,47 @@ def parse_qstat_full(stdout: str) -> dict[str, dict[str, str]]:
 
     Attributes are indented ``name = value`` lines (four spaces in PBS Pro, a tab
     in Slurm's wrapper); PBS Pro continues long values on tab-led lines without
-    `` = ``, which are joined to the value before them.
+    `` = ``, which are joined to the value before them. Regular expressions do
+    the line work: a poll of 10,000 jobs is 150,000 lines.
     """
+    text = _CONTINUATION.sub("", stdout)
+    parts = _JOB_ID_LINE.split(text)
+    return {
+        job_id: dict(_ATTRIBUTE.findall(body))
+        for job_id, body in zip(parts[1::2], parts[2::2], strict=True)
+    }
+
+
+#: the attributes a job's status is made of, and the Job Id lines, found in one
+#: pass over the whole output (a poll of 10,000 jobs is 3.6 MB of text)
+_STATUS_LINE = re.compile(
+    r"^(?:Job Id:[ \t]*(\S+)|[ \t]+(job_state|comment|exec_host|qtime|ctime|stime|"
+    r"start_time|mtime|Resource_List\.walltime|Exit_status|exit_status) = (.*))$",
+    re.MULTILINE,
+)
+
+
+def _status_attributes(stdout: str) -> dict[str, dict[str, str]]:
+    """The attributes :func:`status_from_attributes` reads, per job id (long
+    values are never among them, so PBS Pro's continuation lines do not
+    matter here)."""
     jobs: dict[str, dict[str, str]] = {}
-    attrs: dict[str, str] | None = None
-    last_key = ""
-    for raw in stdout.splitlines():
-        if raw.startswith("Job Id:"):
-            attrs = jobs.setdefault(raw.split(":", 1)[1].strip(), {})
-            last_key = ""
-            continue
-        if attrs is None or not raw.strip():
-            continue
-        key, sep, value = raw.strip().partition(" = ")
-        if sep and " " not in key:
-            last_key = key
-            attrs[last_key] = value.strip()
-        elif last_key:
-            attrs[last_key] += raw.strip()
+    attrs: dict[str, str] = {}
+    for job_id, key, value in _STATUS_LINE.findall(stdout):
+        if job_id:
+            attrs = jobs[job_id] = {}
+        else:
+            attrs[key] = value.strip()
     return jobs
+
+
+#: "Job Id: 1234.server" (a space in PBS Pro, a tab in Slurm's wrapper)
+_JOB_ID_LINE = re.compile(r"^Job Id:[ \t]*(\S+)[ \t]*$", re.MULTILINE)
+#: an indented "name = value" line
+_ATTRIBUTE = re.compile(r"^[ \t]+([\w.]+) = (.*?)[ \t]*$", re.MULTILINE)
+#: a line break before a tab-led line that is no "name = value": PBS Pro's
+#: continuation of a long value
+_CONTINUATION = re.compile(r"\n\t(?![\w.]+ = )")
 
 
 def _start_time(attrs: Mapping[str, str], state: JobState) -> float | None:

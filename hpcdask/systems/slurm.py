@@ -208,6 +208,8 @@ def expand_array_ids(job_id: str) -> list[str]:
     (``97_[1,3,5-9]``, ``97_[0-20:2]``). A list squeue cut short (no closing
     bracket, or ``...``) gives the elements it still shows in full; hpcdask's own
     queries use ``--array``, one line per element, and never meet one."""
+    if "[" not in job_id:
+        return [job_id]
     match = _ARRAY_RANGE.match(job_id)
     if not match:
         return [job_id]
