@@ -154,14 +154,11 @@ def cmd_job_script(args: argparse.Namespace) -> int:
     address = (
         args.scheduler_address or f"{opts.protocol or 'tcp://'}{PLACEHOLDER_ADDRESS}"
     )
-    # as a cluster made here renders it: its workers start in this directory
+    # as a cluster made here renders it: its workers start in this directory;
+    # each cluster tags its jobs with its own process and a nonce: placeholders
+    tag = ClusterTag(host_name(), 0, 0, "XXXXXX")
     script = render_job_script(
-        opts,
-        system,
-        address,
-        [f"{opts.name}-0"],
-        security_args,
-        workdir=os.getcwd(),
+        opts, system, address, [f"{opts.name}-0"], security_args, os.getcwd(), tag
     )
     sys.stdout.write(script)
     return 0

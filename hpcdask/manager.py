@@ -73,6 +73,13 @@ class JobManager:
         #: timed out
         self.tag = new_tag()
         self.backend = make_backend(opts, settings.command_timeout)
+        if not self.backend.system.can_tag(opts):
+            logger.warning(
+                "the job comment is the user's own (--comment in "
+                "job_extra_directives): this cluster's jobs carry no hpcdask tag, "
+                "so `hpcdask jobs` and `hpcdask cancel` do not know them, and a "
+                "submission that times out cannot be looked for in the queue"
+            )
         self.resources = job_resources(opts, self.backend.system)
         self.table = JobTable(
             self.backend,

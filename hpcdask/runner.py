@@ -127,7 +127,10 @@ def current_user() -> str:
 def process_started(pid: int) -> float | None:
     """When process ``pid`` started (POSIX time), ``None`` when there is none."""
     try:
-        return float(psutil.Process(pid).create_time())
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:  # dead, not yet reaped
+            return None
+        return float(process.create_time())
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return None
     except psutil.AccessDenied:  # another user's: it exists

@@ -54,10 +54,11 @@ class BatchSystem:
     ) -> list[str]:
         """All directive lines of a job script, extra directives last; ``tag``
         (the cluster's) is stored with the job where the system can keep it."""
+        tagged = tag is not None and self.can_tag(opts)
         lines = [
             f"{self.directive_prefix} {d}"
             for d in self.directives(opts, array_size)
-            + (self.tag_directives(tag) if tag else [])
+            + (self.tag_directives(tag) if tag and tagged else [])
         ]
         lines += [f"{self.directive_prefix} {d}" for d in opts.job_extra_directives]
         return [
@@ -73,6 +74,11 @@ class BatchSystem:
     def tag_directives(self, tag: ClusterTag) -> list[str]:
         """Directive bodies that store ``tag`` with the job (none by default)."""
         return []
+
+    def can_tag(self, opts: JobOptions) -> bool:
+        """Whether jobs with ``opts`` can carry the cluster's tag (not when the
+        user's own directives use the field it is stored in)."""
+        return True
 
     def array_job_ids(self, base_id: str, size: int) -> list[str]:
         """The ids of the elements of an array submitted as ``base_id``."""

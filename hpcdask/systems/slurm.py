@@ -66,9 +66,15 @@ class Slurm(QueueCommands):
     )
 
     def tag_directives(self, tag: ClusterTag) -> list[str]:
-        # squeue shows the comment (%k); it is the user's own field, and sites
-        # rarely use it
+        # squeue shows the comment (%k); it is the user's own field
         return [f"--comment={tag}"]
+
+    def can_tag(self, opts: JobOptions) -> bool:
+        # a comment of the user's own (some sites give it a meaning) is kept:
+        # then the jobs carry no tag
+        return not any(
+            d.split("=")[0].split()[0] == "--comment" for d in opts.job_extra_directives
+        )
 
     def directives(self, opts: JobOptions, array_size: int = 1) -> list[str]:
         # an array element's id is BASE_INDEX: %A_%a names its logs the same way

@@ -93,49 +93,66 @@ def hung_kernel(tmp_path: Path) -> Iterator[str]:
         kernel.wait(timeout=30)
 
 
+def cluster_tags(listing: str) -> dict[str, str]:
+    """Tag -> owner state of each cluster ``hpcdask jobs`` printed."""
+    found = {}
+    for line in listing.splitlines():
+        if line.startswith("cluster "):
+            tag, _, owner = line.removeprefix("cluster ").partition(" (process ")
+            found[tag] = owner.split(": ", 1)[1].rstrip(")")
+    return found
+
+
 def test_jobs_and_cancel_the_jobs_of_a_hung_kernel(hung_kernel: str) -> None:
+    """A hung kernel's process is alive: `hpcdask cancel` leaves its clusters
+    alone (they might be someone's live notebook) until named with --cluster."""
     name = hung_kernel
     left_behind = queued_named(name)
     assert len(left_behind) == 3
 
     listing = hpcdask("jobs", "--name", name)
     assert listing.returncode == 0, listing.stderr
-    header, *rows = listing.stdout.splitlines()
-    assert header.split()[:5] == ["JOBID", "NAME", "STATE", "REASON", "NODE"]
-    jobs = {row.split()[0]: row.split() for row in rows}
-    assert sorted(jobs) == sorted(left_behind)
-    states = sorted((cells[2], cells[3]) for cells in jobs.values())
+    tags = cluster_tags(listing.stdout)
+    assert len(tags) == 2 and set(tags.values()) == {"alive"}  # two clusters
+    rows = [line.split() for line in listing.stdout.splitlines() if line[:1].isdigit()]
+    assert sorted(row[0] for row in rows) == sorted(left_behind)
+    states = sorted((row[2], row[3]) for row in rows)
     assert states == [("pending", "PartitionDown"), ("running", "-"), ("running", "-")]
-    assert {cells[1] for cells in jobs.values()} == {name}
+    assert {row[1] for row in rows} == {name}
 
-    dry = hpcdask("cancel", name, "--dry-run")
-    assert dry.returncode == 0 and dry.stdout.startswith("would cancel 3 job(s)")
+    alone = hpcdask("cancel", name)
+    assert alone.returncode == 0, alone.stderr
+    assert "cancelled 0 job(s)" in alone.stdout
+    assert alone.stdout.count("left alone: ") == 2
     assert queued_named(name) == left_behind  # nothing cancelled
 
-    cancel = hpcdask("cancel", name)
-    assert cancel.returncode == 0, cancel.stderr
-    assert cancel.stdout.startswith("cancelled 3 job(s) of ")
-    assert sorted(cancel.stdout.split(": ", 1)[1].split()) == sorted(left_behind)
+    dry = hpcdask("cancel", "--cluster", next(iter(tags)), "--dry-run")
+    assert dry.returncode == 0 and "would cancel " in dry.stdout
+    assert queued_named(name) == left_behind
+    for tag in tags:
+        cancel = hpcdask("cancel", "--cluster", tag)
+        assert cancel.returncode == 0, cancel.stderr
+        assert f"cancelled the jobs of cluster {tag}" in cancel.stdout
     wait_for(lambda: queued_named(name) == [])
     assert {job_field(i, "JobState") for i in left_behind} == {"CANCELLED"}
-
     again = hpcdask("jobs", "--name", name)
     assert again.returncode == 0 and again.stdout.startswith("no queued jobs of ")
-    assert hpcdask("cancel", name).stdout.startswith("no queued jobs of ")
 
 
-def test_cancel_leaves_other_names_alone() -> None:
+def test_cancel_leaves_live_clusters_and_other_names_alone() -> None:
     keep = f"keep-{uuid.uuid4().hex[:6]}"
     with SLURMCluster(cores=1, memory="1GB", queue="down", name=keep) as cluster:
         cluster.scale(jobs=1)
         job_id = cluster.jobs()["job_id"][0]
         assert queued_named(keep) == [job_id]
-        result = hpcdask("cancel", f"other-{uuid.uuid4().hex[:6]}")
-        assert result.returncode == 0
-        assert result.stdout.startswith("no queued jobs of ")
-        assert queued_named(keep) == [job_id]
+        for argv in ([f"other-{uuid.uuid4().hex[:6]}"], []):
+            result = hpcdask("cancel", *argv)
+            assert result.returncode == 0
+            assert "cancelled 0 job(s)" in result.stdout
+            assert queued_named(keep) == [job_id]
         listed = hpcdask("jobs", "--name", keep)
-        assert listed.stdout.splitlines()[1].split()[:4] == [
+        assert cluster_tags(listed.stdout) == {str(cluster.manager.tag): "alive"}
+        assert listed.stdout.splitlines()[2].split()[:4] == [
             job_id, keep, "pending", "PartitionDown",
         ]  # fmt: skip
 
@@ -181,7 +198,13 @@ def test_profiles_and_job_script_from_a_config_file(tmp_path: Path) -> None:
     expected = expected.replace(address, "tls://SCHEDULER-ADDRESS:8786")
     assert expected.replace(private_dir, placeholder) == script.stdout
     assert "--tls-key" in script.stdout
+    # the profile's own comment is kept: the jobs carry no hpcdask tag then
     assert "#SBATCH --comment=hpcdask-cli-test" in script.stdout
+    assert "--comment=hpcdask:" not in script.stdout
+    plain = hpcdask(
+        "job-script", "--system", "slurm", "--cores", "1", "--memory", "1GB"
+    )
+    assert "#SBATCH --comment=hpcdask:" in plain.stdout  # a placeholder tag
 
     # a profile with a typo is a one-line error naming it
     config["hpcdask"]["profiles"]["tiny"]["wallclock"] = "1:00:00"  # type: ignore[index]
@@ -215,17 +238,23 @@ def test_config_writes_a_file_dask_reads(tmp_path: Path) -> None:
 
 
 def test_jobs_and_cancel_through_the_pbs_commands() -> None:
+    """Slurm's Torque-compatible qstat shows no job variables, so the cluster's
+    tag (-v HPCDASK_CLUSTER) is not seen there: its jobs are listed with --all
+    and `hpcdask cancel` never takes them; close() does."""
     name = f"pbs-{uuid.uuid4().hex[:6]}"
     with PBSCluster(cores=1, memory="1GB", queue="down", name=name) as cluster:
         cluster.scale(jobs=2)
         ids = sorted(cluster.jobs()["job_id"])
-        listed = hpcdask("jobs", "--system", "pbs", "--name", name)
+        assert "#PBS -v HPCDASK_CLUSTER=hpcdask:" in cluster.job_script()
+        listed = hpcdask("jobs", "--system", "pbs", "--all", "--name", name)
         assert listed.returncode == 0, listed.stderr
-        rows = [line.split() for line in listed.stdout.splitlines()[1:]]
+        assert listed.stdout.startswith("jobs of no hpcdask cluster")
+        rows = [line.split() for line in listed.stdout.splitlines()[2:]]
         assert sorted(row[0] for row in rows) == ids
         assert {(row[1], row[2]) for row in rows} == {(name, "pending")}
         cancel = hpcdask("cancel", "--system", "pbs", name)
         assert cancel.returncode == 0, cancel.stderr
-        assert sorted(cancel.stdout.split(": ", 1)[1].split()) == ids
-        wait_for(lambda: queued_named(name) == [])
-        assert {job_field(i, "JobState") for i in ids} == {"CANCELLED"}
+        assert "cancelled 0 job(s)" in cancel.stdout
+        assert queued_named(name) == ids
+    wait_for(lambda: queued_named(name) == [])
+    assert {job_field(i, "JobState") for i in ids} == {"CANCELLED"}

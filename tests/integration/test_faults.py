@@ -325,8 +325,9 @@ def test_notebook_killed_jobs_end_by_themselves_and_cancel_cleans_up(
         env={**os.environ, "DASK_HPCDASK__SLURM__SHARED_TEMP_DIRECTORY": str(secrets)},
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("cancelled 1 job(s) of ")
-    assert pending[0] in out.stdout
+    # the dead kernel's cluster, found by its tag (process gone)
+    assert f"cancelled 1 job(s): {pending[0]}" in out.stdout
+    assert "(process" in out.stdout and ": gone)" in out.stdout
     wait_for(lambda: still_queued(pending) == [], 20, "the pending job to go")
     cleaned = time.monotonic() - cleaning
     assert "removed 2 stale credential director" in out.stdout
