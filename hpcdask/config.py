@@ -351,6 +351,10 @@ def render_config() -> str:
         "#   # TLS with a certificate made per cluster; false: unencrypted, and",
         "#   # anyone who reaches the scheduler's port can run code in it",
         "#   security: true",
+        "#   # the longest close() spends cancelling the cluster's jobs",
+        "#   close-timeout: 30s",
+        "#   # a batch command running longer is killed",
+        "#   command-timeout: 60s",
     ]
     for system in SYSTEMS:
         lines.append(f"#   {system}:")
