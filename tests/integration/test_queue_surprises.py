@@ -309,6 +309,14 @@ def test_names_use_what_the_prologue_sets() -> None:
         client.wait_for_workers(2, timeout=60)
         names = {w["name"] for w in client.scheduler_info()["workers"].values()}
         assert names == {"test-value-0", "test-value-1"}
+        # what code written for dask-jobqueue reads of its internals
+        with pytest.warns(FutureWarning, match="_dummy_job"):
+            job = cluster._dummy_job
+        assert (job.worker_processes, job.worker_cores, job.job_id) == (1, 1, None)
+        assert job.worker_process_threads == 1 and job.worker_memory == 10**9
+        assert job.job_header.startswith("#SBATCH -J test-MY_VAR")
+        assert "MY_VAR=value" in job.job_script()
+        assert job.submit_command == "sbatch --parsable"
         wait_for(lambda: list(cluster.jobs()["workers"]) == [1, 1], 10, "jobs' workers")
 
 
