@@ -45,12 +45,23 @@ def square(x: int) -> int:
     return x * x
 
 
-def wrapper(directory: Path, name: str, body: str) -> Path:
-    """An executable ``name`` in ``directory``, earlier on PATH than Slurm's."""
-    path = directory / name
-    path.write_text(f"#!/bin/bash\n{body}\n")
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return path
+Wrap = Callable[[str, str], None]
+
+
+@pytest.fixture
+def wrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Wrap:
+    """``wrap(command, body)``: a bash script named ``command``, earlier on
+    this test's PATH than Slurm's own."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+
+    def make(command: str, body: str) -> None:
+        path = bin_dir / command
+        path.write_text(f"#!/bin/bash\n{body}\n")
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+
+    return make
 
 
 # -- 4, 10: arrays with holes and long lists; arrays beyond MaxArraySize ---------------
@@ -203,19 +214,15 @@ def test_special_exit_is_held_shown_and_cancelled_on_close(new_jobs: NewJobs) ->
 
 
 def test_close_with_a_failing_scancel_is_bounded_and_says_what_to_run(
-    tmp_path: Path,
+    wrap: Wrap,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     new_jobs: NewJobs,
 ) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    wrapper(
-        bin_dir,
+    wrap(
         "scancel",
         'echo "scancel: error: Unable to contact slurm controller" >&2; exit 1',
     )
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     caplog.set_level(logging.ERROR, logger="hpcdask.manager")
     with dask.config.set({"hpcdask.close-timeout": "10s"}):
         cluster = SLURMCluster(cores=1, memory="1GB")
@@ -248,13 +255,10 @@ def test_close_with_a_failing_scancel_is_bounded_and_says_what_to_run(
 
 
 def test_a_submission_cut_short_by_close_is_cancelled(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_jobs: NewJobs
+    tmp_path: Path, wrap: Wrap, new_jobs: NewJobs
 ) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     seen = tmp_path / "submitted"
-    wrapper(bin_dir, "sbatch", f'sleep 3; {SBATCH} "$@" | tee -a {seen}')
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    wrap("sbatch", f'sleep 3; {SBATCH} "$@" | tee -a {seen}')
     with SLURMCluster(cores=1, memory="1GB") as cluster:
         cluster.adapt(minimum_jobs=2, maximum_jobs=2)
         wait_for(lambda: calls(cluster, "sbatch") == 1, 20, "the submission to start")
@@ -272,15 +276,9 @@ def test_a_submission_cut_short_by_close_is_cancelled(
 
 
 def test_a_submission_that_timed_out_is_found_by_its_tag(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-    new_jobs: NewJobs,
+    wrap: Wrap, caplog: pytest.LogCaptureFixture, new_jobs: NewJobs
 ) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    wrapper(bin_dir, "sbatch", f'{SBATCH} "$@" >/dev/null; exec sleep 60')
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    wrap("sbatch", f'{SBATCH} "$@" >/dev/null; exec sleep 60')
     caplog.set_level(logging.WARNING, logger="hpcdask.fleet")
     with (
         dask.config.set({"hpcdask.command-timeout": "4s"}),
