@@ -10,11 +10,8 @@ started=$SECONDS
 
 echo "== services: Slurm, munge, OpenMPI"
 bash ci/slurm-up.sh
-<<<<<<< HEAD
 bash ci/multinode-up.sh
-=======
 bash ci/sge-up.sh
->>>>>>> wt-sge
 bash ci/browser-up.sh
 
 echo "== python environment"

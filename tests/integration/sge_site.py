@@ -104,16 +104,36 @@ class SGEJobs:
         return sorted(set(self.ids) & self.sge.queued())
 
 
+def remove_jobs(sge: SGE, job_ids: list[str], timeout: float = 10.0) -> list[str]:
+    """``qdel`` ``job_ids``; those still there after ``timeout`` s (a job in
+    ``dr``/``dt`` whose execd died never leaves by itself) are forced out with
+    ``qdel -f`` (the tests run as root, an SGE manager). Returns what is left."""
+    if not job_ids:
+        return []
+    sge.run("qdel", *job_ids, check=False)
+    deadline = time.monotonic() + timeout
+    while (left := sorted(set(job_ids) & sge.queued())) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if left:
+        sge.run("qdel", "-f", *left, check=False)
+        time.sleep(1)
+        left = sorted(set(job_ids) & sge.queued())
+    return left
+
+
 @pytest.fixture
 def sge_jobs(sge: SGE) -> Iterator[SGEJobs]:
     """Yields an ``SGEJobs``; fails the test if any job it submitted is still
-    in the queue 20 s after it ends (those are then deleted). Other jobs on
-    the machine are left alone."""
+    in the queue 20 s after it ends (those are then deleted, forced if need
+    be). Other jobs on the machine are left alone."""
     jobs = SGEJobs(sge)
     yield jobs
     deadline = time.monotonic() + 20
     while (left := jobs.left()) and time.monotonic() < deadline:
         time.sleep(0.5)
     if left:
-        sge.run("qdel", *left, check=False)
-        pytest.fail(f"SGE jobs left in the queue after the test: {left}")
+        stuck = remove_jobs(sge, left)
+        pytest.fail(
+            f"SGE jobs left in the queue after the test: {left}"
+            + (f" (still there after qdel -f: {stuck})" if stuck else "")
+        )
