@@ -31,7 +31,7 @@
 #       down.q  the same host, 16 slots, DISABLED: a job sent there with
 #               `-q down.q` stays pending (qw), like Slurm's `down` partition;
 #     parallel environment smp (999 slots, allocation_rule $pe_slots) for
-#     `-pe smp N` (the job sees NSLOTS=N);
+#     `-pe smp N` (the job sees NSLOTS=N); project hpcdask (`-P hpcdask`);
 #   - starts sge_qmaster and sge_execd (they daemonize), each in a session of
 #     its own with a small fixed environment, and waits until all.q@HOST takes
 #     jobs (an execd found running in another program's session is restarted
@@ -499,6 +499,15 @@ urgency_slots min
 accounting_summary FALSE
 qsort_args NONE
 '
+# a project for `qsub -P hpcdask` (SGECluster's `project`): SGE refuses a job
+# that names a project it does not know
+ensure "project hpcdask" -sprj hpcdask -Aprj -Mprj "
+name hpcdask
+oticket 0
+fshare 0
+acl NONE
+xacl NONE
+"
 # A queue as SGE 8.1.9's template makes it (shell /bin/sh, posix_compliant:
 # the script's #! line is ignored unless `-S` is given), with this host, no
 # load thresholds (other tests load the 2 cores), the smp PE and SLOTS slots.
@@ -643,4 +652,4 @@ extra=""
 if [ "$CREATED" -eq 0 ] && [ "${#changed[@]}" -gt 0 ]; then
     extra="$extra (changed: $(IFS=,; echo "${changed[*]}"))"
 fi
-echo "sge up: $version, host $HOST, all.q $SLOTS slots + pe smp, down.q disabled; . $COMMON/settings.sh$extra"
+echo "sge up: $version, host $HOST, all.q $SLOTS slots + pe smp, project hpcdask, down.q disabled; . $COMMON/settings.sh$extra"

@@ -10,7 +10,7 @@
     hpcdask mpi ...                      # the MPI launcher (hpcdask-mpi)
 
 Argument parsing and printing only: the work is done by the library (profiles,
-option resolution, script rendering, the Slurm and PBS adapters' parsers), and
+option resolution, script rendering, the Slurm, PBS and SGE adapters' parsers), and
 every queue command runs as an argv list through :mod:`hpcdask.runner`. Errors are
 one line on stderr and a non-zero exit code.
 """
@@ -28,6 +28,7 @@ import time
 from collections.abc import Sequence
 from typing import NoReturn
 
+from hpcdask import systems
 from hpcdask.config import (
     default_config_path,
     render_config,
@@ -39,8 +40,7 @@ from hpcdask.format import format_duration
 from hpcdask.models import QueuedJob
 from hpcdask.options import SYSTEMS, JobOptions
 from hpcdask.profiles import load_profile, load_profiles
-from hpcdask.runner import SubprocessRunner
-from hpcdask.systems import make_backend, queue_system
+from hpcdask.systems import QUEUE_SYSTEMS, make_backend
 from hpcdask.systems.base import CommandBackend
 from hpcdask.validation import check_identifier
 from hpcdask.view import JobRow
@@ -67,17 +67,21 @@ def current_user() -> str:
 
 
 def detect_system(system: str | None, queue_only: bool = False) -> str:
-    """``system``, or the batch system whose commands are on PATH."""
+    """``system``, or the batch system found here: Slurm when ``sbatch`` is on
+    PATH, else Grid Engine when ``SGE_ROOT`` is set, else PBS when ``qsub`` is."""
     if system is None:
         if shutil.which("sbatch"):
             system = "slurm"
+        elif os.environ.get("SGE_ROOT"):
+            system = "sge"
         elif shutil.which("qsub"):
             system = "pbs"
         else:
             raise CommandError(
-                "no batch system found (no sbatch or qsub on PATH); pass --system"
+                "no batch system found (no sbatch or qsub on PATH, no SGE_ROOT); "
+                "pass --system"
             )
-    if queue_only and system not in ("slurm", "pbs"):
+    if queue_only and system not in QUEUE_SYSTEMS:
         raise CommandError(
             f"--system {system} has no queue: its jobs live in the notebook's process"
         )
@@ -86,7 +90,7 @@ def detect_system(system: str | None, queue_only: bool = False) -> str:
 
 def queue_backend(system: str) -> CommandBackend:
     """The backend that lists and cancels the user's jobs of ``system``."""
-    return CommandBackend(queue_system(system), SubprocessRunner())
+    return systems.queue_backend(system)
 
 
 def check_job_name(name: str) -> str:
@@ -354,7 +358,7 @@ def _add_jobs_and_cancel(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--name", action="append", metavar="NAME",
                    help="job name to list (repeatable)")  # fmt: skip
     p.add_argument("--all", action="store_true", help="all your jobs, any name")
-    p.add_argument("--system", choices=("slurm", "pbs"))
+    p.add_argument("--system", choices=tuple(QUEUE_SYSTEMS))
     p.set_defaults(run=cmd_jobs)
     p = commands.add_parser(
         "cancel",
@@ -364,7 +368,7 @@ def _add_jobs_and_cancel(commands: argparse._SubParsersAction[_Parser]) -> None:
         "files that dead clusters of this host left in shared_temp_directory.",
     )
     p.add_argument("name", metavar="NAME", help="the cluster's job name")
-    p.add_argument("--system", choices=("slurm", "pbs"))
+    p.add_argument("--system", choices=tuple(QUEUE_SYSTEMS))
     p.add_argument("--dry-run", action="store_true",
                    help="list what would be cancelled, cancel nothing")  # fmt: skip
     p.set_defaults(run=cmd_cancel)

@@ -1,6 +1,7 @@
 """Everything hpcdask reads from dask config, read here and nowhere else.
 
-Job options, for each option of system ``S`` (``slurm``, ``pbs`` or ``local``):
+Job options, for each option of system ``S`` (``slurm``, ``pbs``, ``sge`` or
+``local``):
 
 1. the constructor argument, when it is not ``None``;
 2. ``hpcdask.S.<option>`` in dask config;
@@ -31,10 +32,11 @@ from hpcdask.errors import InvalidOptionError
 from hpcdask.models import PolicyParams
 from hpcdask.options import (
     DEFAULTS,
-    DEPRECATED_NAMES,
     OPTION_HELP,
+    SYSTEM_OPTIONS,
     SYSTEMS,
     JobOptions,
+    deprecated_names,
     validate_options,
 )
 from hpcdask.validation import check_positive_int, check_seconds
@@ -56,6 +58,7 @@ __all__ = [
     "repr_interval",
     "resolve_job_options",
     "security_setting",
+    "sge_site",
 ]
 
 
@@ -80,7 +83,7 @@ def resolve_job_options(system: str, **kwargs: object) -> JobOptions:
     """
     if system not in SYSTEMS:
         raise InvalidOptionError("system", system, f"expected one of {SYSTEMS}")
-    for old, new in DEPRECATED_NAMES.items():
+    for old, new in deprecated_names(system).items():
         if old in kwargs:
             warnings.warn(
                 f"{old!r} is deprecated, use {new!r}", FutureWarning, stacklevel=3
@@ -94,12 +97,24 @@ def resolve_job_options(system: str, **kwargs: object) -> JobOptions:
     raw: dict[str, object] = {}
     for option, default in DEFAULTS.items():
         value = kwargs.get(option)
-        if value is None:
+        if value is None and system in SYSTEM_OPTIONS.get(option, (system,)):
             value = config_value(system, option)
         if value is None:
             value = default
         raw[option] = value
     return validate_options(system, raw)
+
+
+_SGE_ROOT_HELP = "SGE_ROOT whose settings.sh the commands run with (or $SGE_ROOT)"
+
+
+def sge_site() -> tuple[str | None, str]:
+    """Where Grid Engine lives: ``(SGE_ROOT, SGE_CELL)`` from config
+    ``hpcdask.sge.sge-root`` / ``sge-cell``, else the environment variables
+    (``None``: commands come from ``PATH`` as they are)."""
+    root = dask.config.get("hpcdask.sge.sge-root", None) or os.environ.get("SGE_ROOT")
+    cell = dask.config.get("hpcdask.sge.sge-cell", None) or os.environ.get("SGE_CELL")
+    return (str(root) if root else None), str(cell or "default")
 
 
 def _setting(option: str, default: object) -> object:
@@ -332,10 +347,14 @@ def render_config() -> str:
     for system in SYSTEMS:
         lines.append(f"#   {system}:")
         for option, default in DEFAULTS.items():
+            if system not in SYSTEM_OPTIONS.get(option, (system,)):
+                continue
             key = option.replace("_", "-")
             value = yaml.safe_dump(default, default_flow_style=True)
             value = value.strip().removesuffix("...").strip()
             lines.append(f"#     {key}: {value}  # {OPTION_HELP[option]}")
+        if system == "sge":
+            lines.append(f"#     sge-root: null  # {_SGE_ROOT_HELP}")
     lines += [
         "#   # site profiles: SLURMCluster.from_profile(NAME), `hpcdask profiles`;",
         "#   # keys: system, description, directives and any option above",

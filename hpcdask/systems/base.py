@@ -27,7 +27,7 @@ __all__ = ["Backend", "BatchSystem", "CommandBackend", "QueueCommands"]
 class BatchSystem:
     """How a system's job scripts look: directives and where logs go."""
 
-    #: short name, as in config keys: ``slurm``, ``pbs``.
+    #: short name, as in config keys: ``slurm``, ``pbs``, ``sge``.
     name: str = ""
     #: prefix of directive lines, e.g. ``#SBATCH``.
     directive_prefix: str = ""
@@ -41,6 +41,8 @@ class BatchSystem:
     supports_arrays: bool = False
     #: variables holding the array index inside an array job, first set wins.
     array_index_variables: tuple[str, ...] = ()
+    #: the index of an array's first element (Grid Engine counts from 1).
+    first_array_index: int = 0
 
     def render_directives(self, opts: JobOptions, array_size: int = 1) -> list[str]:
         """All directive lines of a job script, extra directives last."""

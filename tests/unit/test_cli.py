@@ -15,7 +15,7 @@ from hpcdask import cli
 from hpcdask.config import default_config_path, render_config, resolve_job_options
 from hpcdask.errors import BatchCommandError, CommandError
 from hpcdask.models import JobState, QueuedJob
-from hpcdask.options import DEFAULTS, OPTION_HELP
+from hpcdask.options import DEFAULTS, OPTION_HELP, SYSTEM_OPTIONS
 from hpcdask.runner import Completed, FakeRunner
 from hpcdask.systems import queue_system
 from hpcdask.systems.base import CommandBackend
@@ -122,7 +122,7 @@ def test_a_bad_profile_is_a_one_line_error() -> None:
     assert code == 1
     assert err == (
         "hpcdask profiles: error: invalid hpcdask.profiles.p.system='lsf': "
-        "unknown system; expected one of slurm, pbs, local\n"
+        "unknown system; expected one of slurm, pbs, sge, local\n"
     )
 
 
@@ -375,9 +375,18 @@ def test_config_file_uncommented_is_every_default() -> None:
     loaded = yaml.safe_load(uncomment(render_config()))
     assert loaded["hpcdask"]["poll-interval"] == "5s"
     assert loaded["hpcdask"]["security"] is True
-    for system in ("slurm", "pbs", "local"):
+    for system in ("slurm", "pbs", "sge", "local"):
         section = loaded["hpcdask"][system]
-        assert {k.replace("-", "_"): v for k, v in section.items()} == DEFAULTS
+        # each system lists its own options: SGE's project and parallel
+        # environment there only, and where its commands are
+        wanted = {
+            option: default
+            for option, default in DEFAULTS.items()
+            if system in SYSTEM_OPTIONS.get(option, (system,))
+        }
+        if system == "sge":
+            wanted["sge_root"] = None
+        assert {k.replace("-", "_"): v for k, v in section.items()} == wanted
     assert loaded["hpcdask"]["profiles"]["gpu-small"]["directives"] == ["--gres=gpu:1"]
     with dask.config.set({"hpcdask.profiles": loaded["hpcdask"]["profiles"]}):
         assert run_cli("profiles")[0] == 0  # the example profiles are valid
