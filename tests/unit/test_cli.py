@@ -326,11 +326,44 @@ def test_jobs_lists_the_default_and_profile_job_names() -> None:
     assert cli.job_names(args, "slurm") == ["a"]
 
 
-def test_detect_system(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_sge_listing_and_cancel_by_name_and_user() -> None:
+    stdout = (FIXTURES / "sge" / "qstat_xml_r_user.txt").read_text()
+    assert queue_system("sge").list_argv("root", ["hx-r-arr"]) == [
+        "qstat", "-xml", "-r", "-u", "root"
+    ]  # fmt: skip
+    jobs = await listing("sge", stdout, "root", ["hx-r-arr"])
+    assert [(j.job_id, j.status.state) for j in jobs] == [
+        ("28.1", JobState.RUNNING),
+        ("28.2", JobState.PENDING),
+        ("28.3", JobState.PENDING),
+    ]
+    assert await listing("sge", stdout, "alice", ["hx-r-arr"]) == []
+    runner = FakeRunner(
+        {
+            "qstat": [ok(stdout)],
+            "qdel": [ok((FIXTURES / "sge" / "qdel_user_name.txt").read_text())],
+        }
+    )
+    found = await backend("sge", runner).cancel_by_name("root", "hx-r-held")
+    assert [j.job_id for j in found] == ["30"]
+    assert runner.calls[-1] == ("qdel", "-u", "root", "hx-r-held")
+
+
+def test_detect_system(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("SGE_ROOT", raising=False)
     with pytest.raises(CommandError, match="no batch system found"):
         cli.detect_system(None)
     assert cli.detect_system("pbs") == "pbs"
+    # Grid Engine: SGE_ROOT set (its qsub may not be on PATH yet)
+    monkeypatch.setenv("SGE_ROOT", "/opt/sge")
+    assert cli.detect_system(None) == "sge"
+    assert cli.detect_system("sge", queue_only=True) == "sge"
+    # Slurm first when both are there
+    (tmp_path / "sbatch").write_text("#!/bin/sh\n")
+    (tmp_path / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert cli.detect_system(None) == "slurm"
     with pytest.raises(CommandError, match="has no queue"):
         cli.detect_system("local", queue_only=True)
 
