@@ -226,7 +226,8 @@ def validate_options(system: str, raw: Mapping[str, object]) -> JobOptions:
     name, job_name = _names(raw["name"], raw["job_name"])
     worker = _worker_options(raw)
     checked = {key: check(key, raw[key]) for key, check in _FIELD_CHECKS.items()}
-    _check_system_options(system, {**checked, "job_name": job_name})
+    blame = "job_name" if raw["job_name"] else "name"  # made from name
+    _check_system_options(system, {**checked, blame: job_name})
     walltime = raw["walltime"] or ("168:00:00" if system == "local" else "00:30:00")
     return JobOptions(
         system=system,
@@ -273,10 +274,10 @@ def _check_system_options(system: str, values: Mapping[str, object]) -> None:
         if values.get(option) is not None and system not in systems:
             why = f"only {'/'.join(systems)} jobs have it"
             raise InvalidOptionError(option, values[option], why)
-    for option in ("job_name", "project", "parallel_environment"):
+    for option in ("name", "job_name", "project", "parallel_environment"):
         value = values.get(option)
         if system == "sge" and value and not _SGE_NAME.fullmatch(str(value)):
-            why = "Grid Engine names cannot start with a digit or hold / : @"
+            why = "a Grid Engine name cannot start with a digit or hold / : @"
             raise InvalidOptionError(option, value, why)
 
 
