@@ -240,7 +240,12 @@ def accounting_state(failed: str, exit_status: str) -> tuple[JobState, str]:
         return JobState.FAILED, f"exit code {exit_code}"
     if code in _LIMIT_FAILURES:
         return JobState.TIMEOUT, what or f"failed {code}"
-    return JobState.FAILED, what or f"failed {code}"
+    reason = f"failed {code}: {what}" if what else f"failed {code}"
+    if exit_code.isdigit() and int(exit_code) > 128:
+        # 100 "assumedly after job" + 137: killed while it ran (qdel, a
+        # resource limit, its host lost)
+        reason += f", killed by signal {int(exit_code) - 128}"
+    return JobState.FAILED, reason
 
 
 def parse_qacct(text: str) -> dict[str, JobStatus]:

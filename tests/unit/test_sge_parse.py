@@ -241,7 +241,7 @@ def test_qacct_single_records() -> None:
     assert one("qacct_deleted.txt") == (
         "22",
         JobState.FAILED,
-        "assumedly after job",
+        "failed 100: assumedly after job, killed by signal 9",
         "137",
     )
     status = parse_qacct(fixture("qacct_h_rt.txt"))["23"]
