@@ -25,6 +25,7 @@ at most :data:`ACCOUNTING_WAIT` seconds, then ``gone``.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -69,6 +70,7 @@ class SGEEnvironmentRunner:
             os.path.join(root, cell, "common", "settings.sh") if root else ""
         )
         self._runner: SubprocessRunner | None = None
+        self._loading = asyncio.Lock()
         #: every argv run, in order (the settings.sh call not counted)
         self.calls: list[tuple[str, ...]] = []
 
@@ -76,11 +78,12 @@ class SGEEnvironmentRunner:
         self, argv: Sequence[str], *, timeout: float = 60.0, cwd: str | None = None
     ) -> Completed:
         self.calls.append(tuple(argv))
-        if self._runner is None:
-            env, error = await self._load(timeout)
-            if error:
-                return Completed(tuple(argv), 127, "", error)
-            self._runner = SubprocessRunner(env)
+        async with self._loading:
+            if self._runner is None:
+                env, error = await self._load(timeout)
+                if error:
+                    return Completed(tuple(argv), 127, "", error)
+                self._runner = SubprocessRunner(env)
         return await self._runner.run(argv, timeout=timeout, cwd=cwd)
 
     async def _load(self, timeout: float) -> tuple[dict[str, str] | None, str]:
@@ -122,6 +125,8 @@ class SGEBackend(CommandBackend):
         #: the failed starts made of jobs in error, and their reasons
         self._errors: dict[str, JobStatus] = {}
         self._reasons: dict[str, str] = {}
+        #: when each job (an array: its number) was submitted, last seen live
+        self._submitted: dict[str, float] = {}
         self._last_seen: dict[str, float] = {}
         self._left_at: dict[str, float] = {}
 
@@ -150,6 +155,11 @@ class SGEBackend(CommandBackend):
         if left:
             out.update(await self._ended(left, now))
         return out
+
+    async def submit(self, script: str, log_directory: str) -> str:
+        job_id = await super().submit(script, log_directory)
+        self._submitted[job_id] = time.time()
+        return job_id
 
     async def cancel(self, job_ids: Sequence[str]) -> None:
         self._deleted.update(job_ids)
@@ -223,6 +233,8 @@ class SGEBackend(CommandBackend):
         for job_id in job_ids:
             if job_id in self._errors:
                 out[job_id] = self._errors[job_id]
+            elif job_id in self._reasons:  # in error, then deleted by others
+                out[job_id] = JobStatus(JobState.FAILED, self._reasons[job_id])
             elif job_id in self._deleted:
                 out[job_id] = JobStatus(JobState.CANCELLED)
             else:
@@ -237,7 +249,8 @@ class SGEBackend(CommandBackend):
     async def _accounting(self, job_ids: list[str], now: float) -> dict[str, JobStatus]:
         if not self.accounting:
             return {}
-        since = min(self._last_seen.get(i, now) for i in job_ids) - _ACCOUNTING_SLACK
+        seen = [self._seen(i, now) for i in job_ids]
+        since = min(seen) - _ACCOUNTING_SLACK
         result = await self.runner.run(
             self.sge.accounting_argv(self.user, since), timeout=self.timeout
         )
@@ -247,6 +260,11 @@ class SGEBackend(CommandBackend):
         if result.returncode == 127:
             self._accounting_off(result.stderr)
         return parse_qacct(result.stdout)
+
+    def _seen(self, job_id: str, now: float) -> float:
+        """When ``job_id`` was last known live (seen, or submitted)."""
+        submitted = self._submitted.get(job_id.split(".")[0], now)
+        return self._last_seen.get(job_id, submitted)
 
     def _waiting(self, job_id: str, now: float) -> JobStatus:
         """A job that left, with no accounting record (yet)."""

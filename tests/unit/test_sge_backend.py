@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 import warnings
 from pathlib import Path
 
@@ -348,3 +349,29 @@ def test_the_job_table_reports_an_eqw_job_as_a_failed_start(tmp_path: Path) -> N
     assert failure.state == "failed"
     assert "can't open output file" in str(failure)
     assert ("qdel", "13") in queue.runner.calls
+
+
+def test_qacct_looks_back_from_when_a_job_was_last_known_live(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    queue = Queue(fixture("qstat_xml_empty.txt"))
+    queue.runner.responses["qsub"] = [ok("77.1-2:1\n")]
+    sge = backend(queue)
+    now = [time.mktime((2026, 11, 30, 12, 0, 0, 0, 0, -1))]
+    monkeypatch.setattr(backend_module.time, "time", lambda: now[0])
+    assert asyncio.run(sge.submit("#!/bin/bash\n", str(tmp_path))) == "77"
+    now[0] += 600  # never seen in qstat: ended between polls, long ago
+    asyncio.run(sge.status(["77.1", "77.2"]))
+    (qacct,) = [argv for argv in queue.runner.calls if argv[0] == "qacct"]
+    assert qacct[-2:] == ("202611301158.00", "-j")  # submitted, less 120 s
+
+
+def test_a_job_in_error_deleted_by_someone_else_still_failed() -> None:
+    queue = Queue(fixture("qstat_xml_r_mixed.txt"))
+    queue.qdel = ok("", "error: commlib error: got select error", 1)
+    sge = backend(queue)
+    assert asyncio.run(sge.status(["31"]))["31"].state is JobState.HELD
+    queue.qstat_xml = fixture("qstat_xml_empty.txt")  # an operator deleted it
+    status = asyncio.run(sge.status(["31"]))["31"]
+    assert status.state is JobState.FAILED
+    assert status.reason.startswith("Eqw: can't open output file")
