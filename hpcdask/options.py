@@ -263,7 +263,7 @@ def _names(name: object, job_name: object) -> tuple[str, str]:
     return str(name), str(job_name)
 
 
-# Grid Engine object names (sge_types(5)) hold no / : @ \\ * ?, and a job name
+# Grid Engine object names (sge_types(5)) hold no / : @ \ * ?, and a job name
 # cannot start with a digit (qsub refuses it)
 _SGE_NAME = re.compile(r"[A-Za-z_.][^/:@\\*?]*")
 
