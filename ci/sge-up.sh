@@ -19,7 +19,8 @@
 #     $HPCDASK_SGE_EXECD_PORT (6445); host_aliases maps `localhost` to this host
 #     (its name resolves to 127.0.0.1, which reverse-resolves to localhost);
 #   - global configuration: min_uid/min_gid 0 (root's jobs run), login_shells
-#     none, accounting on and flushed at once (qacct), no mail;
+#     none, accounting on and flushed at once (qacct), no mail (a mailer
+#     that reads and drops the message, administrator_mail none);
 #   - scheduler: schedule_interval 0:0:1, flush_submit_sec 1, flush_finish_sec 1,
 #     schedd_job_info true;
 #   - one execution host (this one) in @allhosts; queues
@@ -30,9 +31,13 @@
 #       down.q  the same host, 16 slots, DISABLED: a job sent there with
 #               `-q down.q` stays pending (qw), like Slurm's `down` partition;
 #     parallel environment smp (999 slots, allocation_rule $pe_slots) for
-#     `-pe smp N` (the job sees NSLOTS=N);
-#   - starts sge_qmaster and sge_execd (they daemonize) and waits until
-#     all.q@HOST takes jobs.
+#     `-pe smp N` (the job sees NSLOTS=N); project hpcdask (`-P hpcdask`);
+#   - starts sge_qmaster and sge_execd (they daemonize), each in a session of
+#     its own with a small fixed environment, and waits until all.q@HOST takes
+#     jobs (an execd found running in another program's session is restarted
+#     in its own: it would die with that session);
+#   - force-deletes jobs that were being deleted (`dr`, `dt`) when their execd
+#     died: their owner asked for the deletion, no execd will ever confirm it.
 # Idempotent: a rerun with SGE up compares every setting with what qconf shows,
 # changes only what differs (normally nothing) and restarts nothing.
 # Writes SGE's own settings file $SGE_ROOT/default/common/settings.sh and prints
@@ -57,6 +62,7 @@ SPOOL="$SGE_ROOT/$SGE_CELL/spool"
 QMDIR="$SPOOL/qmaster"
 INSTALLED="$SGE_ROOT/.hpcdask-installed"     # binaries unpacked and patched
 INITIALIZED="$SGE_ROOT/.hpcdask-initialized" # cell bootstrapped (spool created)
+MAILER="$SGE_ROOT/util/hpcdask-mailer"        # reads the message, sends nothing
 
 log() { echo "sge-up: $*" >&2; }
 die() {
@@ -233,6 +239,37 @@ execd_pid() {
 }
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# start_daemon NAME: start $B/NAME (it daemonizes) in a session of its own and
+# a small fixed environment. sge_qmaster calls setsid() itself, sge_execd does
+# not: started from a shell it stays in that shell's session, and when the
+# session ends (a terminal closed, an engineer's or CI runner's session torn
+# down, which kills the session's processes) execd dies with it, leaving its
+# jobs stuck in `t`/`dr`/`dt`. Seen here: execd gone 35 s after the session
+# that ran this script ended, qmaster (setsid) alive.
+start_daemon() {
+    local name=$1
+    (cd / && exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+        SGE_ROOT="$SGE_ROOT" SGE_CELL="$SGE_CELL" \
+        SGE_QMASTER_PORT="$QMASTER_PORT" SGE_EXECD_PORT="$EXECD_PORT" \
+        setsid -w "$B/$name" </dev/null >"$TMP/$name.out" 2>&1) \
+        || die "$name failed to start: $(cat "$TMP/$name.out")"
+}
+# the leader of process $1's session, "pid (command)", when it is alive
+session_leader() {
+    local sid
+    sid="$(awk '{print $6}' "/proc/$1/stat" 2>/dev/null || true)"
+    [ -n "$sid" ] && [ -e "/proc/$sid" ] && echo "$sid ($(cat "/proc/$sid/comm" 2>/dev/null))"
+    return 0
+}
+# whether process $1 shares a session with a live process that is not one of
+# this SGE's daemons (so it dies when that session is torn down)
+tied_to_a_session() {
+    local sid
+    sid="$(awk '{print $6}' "/proc/$1/stat" 2>/dev/null || true)"
+    [ -n "$sid" ] && [ "$sid" != "$1" ] && [ -e "/proc/$sid" ] \
+        && [[ "$(readlink "/proc/$sid/exe" 2>/dev/null || true)" != "$B/"* ]]
+}
+
 started=()
 changed=()
 
@@ -271,7 +308,8 @@ init_cell() {
     # The package's default global configuration, with this site's changes
     # (checked again on every run below, through qconf).
     sed -e "s#^execd_spool_dir .*#execd_spool_dir        $SPOOL#" \
-        -e 's#^mailer .*#mailer                 /bin/true#' \
+        -e "s#^mailer .*#mailer                 $MAILER#" \
+        -e 's#^administrator_mail .*#administrator_mail     none#' \
         -e 's#^min_uid .*#min_uid                0#' \
         -e 's#^min_gid .*#min_gid                0#' \
         -e 's#^login_shells .*#login_shells           none#' \
@@ -288,6 +326,17 @@ init_cell() {
     CELL_FILES_CHANGED=1
     CREATED=1
 }
+# No mail leaves this machine. SGE's mailer is run with the message on its
+# stdin by a forked copy of the daemon; /bin/true (used before) exits without
+# reading it, and the copy then logs "can't close file <pipefds>: Broken pipe"
+# and "mailer exited with exit status = 1" (harmless, but it reads like the
+# cause of a crash). This one reads and drops the message. administrator_mail
+# none: no mail to root for every job that goes into error (Eqw).
+mkdir -p "$SGE_ROOT/util"
+write_if_changed "$MAILER" '#!/bin/sh
+# SGE mailer of the hpcdask test site (ci/sge-up.sh): reads the message, sends nothing
+exec cat >/dev/null' || true
+chmod 0755 "$MAILER"
 [ -f "$INITIALIZED" ] || init_cell
 
 write_if_changed "$COMMON/bootstrap" "$bootstrap_content" && CELL_FILES_CHANGED=1
@@ -315,7 +364,7 @@ if [ -z "$(qmaster_pid)" ]; then
         die "port $QMASTER_PORT is taken by another program (set HPCDASK_SGE_QMASTER_PORT)"
     fi
     log "starting sge_qmaster"
-    (cd / && "$B/sge_qmaster") || die "sge_qmaster failed to start"
+    start_daemon sge_qmaster
     started+=(qmaster)
     for _ in $(seq 100); do [ -z "$(qmaster_pid)" ] || break; sleep 0.1; done
     [ -n "$(qmaster_pid)" ] || die "sge_qmaster did not start (no live pid in $QMDIR/qmaster.pid)"
@@ -396,7 +445,8 @@ ensure() {
 
 set_keys "global configuration" global "-sconf global" -Mconf "
 execd_spool_dir $SPOOL
-mailer /bin/true
+mailer $MAILER
+administrator_mail none
 min_uid 0
 min_gid 0
 login_shells none
@@ -449,6 +499,15 @@ urgency_slots min
 accounting_summary FALSE
 qsort_args NONE
 '
+# a project for `qsub -P hpcdask` (SGECluster's `project`): SGE refuses a job
+# that names a project it does not know
+ensure "project hpcdask" -sprj hpcdask -Aprj -Mprj "
+name hpcdask
+oticket 0
+fshare 0
+acl NONE
+xacl NONE
+"
 # A queue as SGE 8.1.9's template makes it (shell /bin/sh, posix_compliant:
 # the script's #! line is ignored unless `-S` is given), with this host, no
 # load thresholds (other tests load the 2 cores), the smp PE and SLOTS slots.
@@ -510,12 +569,26 @@ ensure "queue all.q" -sq all.q -Aq -Mq "$(queue_conf all.q default)"
 ensure "queue down.q" -sq down.q -Aq -Mq "$(queue_conf down.q disabled)"
 
 # ------------------------------------------------------------------ execd
+# An execd left in someone's session (started by an older sge-up.sh, or by
+# hand) dies when that session ends: restart it in its own. `qconf -ke` stops
+# execd alone; the jobs' shepherds live on and the new execd adopts them.
+pid="$(execd_pid)"
+if [ -n "$pid" ] && tied_to_a_session "$pid"; then
+    log "sge_execd (pid $pid) runs in the session of $(session_leader "$pid"): restarting it in a session of its own"
+    "$B/qconf" -ke "$HOST" >"$TMP/qconf.out" 2>&1 || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill "$pid" 2>/dev/null || true
+        sleep 1
+    fi
+    changed+=("execd moved to its own session")
+fi
 if [ -z "$(execd_pid)" ]; then
     if port_busy "$EXECD_PORT"; then
         die "port $EXECD_PORT is taken by another program (set HPCDASK_SGE_EXECD_PORT)"
     fi
     log "starting sge_execd"
-    (cd / && "$B/sge_execd") || die "sge_execd failed to start"
+    start_daemon sge_execd
     started+=(execd)
     # it writes its pid file a moment after it daemonizes
     for _ in $(seq 100); do [ -z "$(execd_pid)" ] || break; sleep 0.1; done
@@ -549,6 +622,23 @@ if [ -z "$(qs down.q d)" ]; then
     changed+=("down.q disabled")
 fi
 
+# ------------------------------------------------------- orphaned deletions
+# Jobs being deleted (`dr`, `dt`) when their execd died stay so for good: only
+# an execd confirms a deletion. After a new execd started, give it a few
+# seconds to settle the deletions it can (it adopts its jobs' spool), then
+# force the rest; their owners asked for the deletion.
+deleting() { "$B/qstat" -u '*' 2>/dev/null | awk 'NR > 2 && $5 ~ /d/ {print $1}' | sort -u; }
+if [[ " ${started[*]} " == *" execd "* ]] && [ -n "$(deleting)" ]; then
+    for _ in $(seq 50); do [ -n "$(deleting)" ] || break; sleep 0.2; done
+    orphans="$(deleting | tr '\n' ' ')"
+    if [ -n "${orphans// /}" ]; then
+        log "force-deleting jobs whose deletion the dead execd never confirmed: $orphans"
+        # shellcheck disable=SC2086
+        "$B/qdel" -f $orphans >"$TMP/qdel.out" 2>&1 || true
+        changed+=("force-deleted $orphans")
+    fi
+fi
+
 # ------------------------------------------------------------------ check
 version="$("$B/qsub" -help 2>/dev/null | head -n 1 || true)"
 case "$version" in
@@ -562,4 +652,4 @@ extra=""
 if [ "$CREATED" -eq 0 ] && [ "${#changed[@]}" -gt 0 ]; then
     extra="$extra (changed: $(IFS=,; echo "${changed[*]}"))"
 fi
-echo "sge up: $version, host $HOST, all.q $SLOTS slots + pe smp, down.q disabled; . $COMMON/settings.sh$extra"
+echo "sge up: $version, host $HOST, all.q $SLOTS slots + pe smp, project hpcdask, down.q disabled; . $COMMON/settings.sh$extra"

@@ -1,8 +1,14 @@
-"""hpcdask: Dask clusters on HPC batch queues (Slurm, PBS)."""
+"""hpcdask: Dask clusters on HPC batch queues (Slurm, PBS, Grid Engine)."""
 
 from __future__ import annotations
 
-from hpcdask.cluster import HPCCluster, LocalBatchCluster, PBSCluster, SLURMCluster
+from hpcdask.cluster import (
+    HPCCluster,
+    LocalBatchCluster,
+    PBSCluster,
+    SGECluster,
+    SLURMCluster,
+)
 from hpcdask.cost import JobResources, Usage
 from hpcdask.errors import (
     BatchCommandError,
@@ -26,6 +32,7 @@ __all__ = [
     "LocalBatchCluster",
     "PBSCluster",
     "Profile",
+    "SGECluster",
     "SLURMCluster",
     "Usage",
     "load_profile",

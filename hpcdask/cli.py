@@ -10,7 +10,7 @@
     hpcdask mpi ...                      # the MPI launcher (hpcdask-mpi)
 
 Argument parsing and printing only: the work is done by the library (profiles,
-option resolution, script rendering, the Slurm and PBS adapters' parsers), and
+option resolution, script rendering, the Slurm, PBS and SGE adapters' parsers), and
 every queue command runs as an argv list through :mod:`hpcdask.runner`. Errors are
 one line on stderr and a non-zero exit code.
 """
@@ -27,19 +27,16 @@ import time
 from collections.abc import Sequence
 from typing import NoReturn
 
-from hpcdask.config import (
-    default_config_path,
-    render_config,
-    resolve_job_options,
-    security_setting,
-)
+from hpcdask import systems
+from hpcdask.config import resolve_job_options, security_setting
+from hpcdask.configfile import default_config_path, render_config
 from hpcdask.errors import CommandError, HPCDaskError, InvalidOptionError
 from hpcdask.listing import Owner, group_by_cluster, render_groups, text_table
 from hpcdask.models import ClusterTag
 from hpcdask.options import SYSTEMS, JobOptions
 from hpcdask.profiles import load_profile, load_profiles
-from hpcdask.runner import SubprocessRunner, current_user, host_name
-from hpcdask.systems import make_backend, queue_system
+from hpcdask.runner import current_user, host_name
+from hpcdask.systems import QUEUE_SYSTEMS, make_backend
 from hpcdask.systems.base import CommandBackend
 from hpcdask.validation import check_identifier
 
@@ -61,17 +58,21 @@ class _Parser(argparse.ArgumentParser):
 
 
 def detect_system(system: str | None, queue_only: bool = False) -> str:
-    """``system``, or the batch system whose commands are on PATH."""
+    """``system``, or the batch system found here: Slurm when ``sbatch`` is on
+    PATH, else Grid Engine when ``SGE_ROOT`` is set, else PBS when ``qsub`` is."""
     if system is None:
         if shutil.which("sbatch"):
             system = "slurm"
+        elif os.environ.get("SGE_ROOT"):
+            system = "sge"
         elif shutil.which("qsub"):
             system = "pbs"
         else:
             raise CommandError(
-                "no batch system found (no sbatch or qsub on PATH); pass --system"
+                "no batch system found (no sbatch or qsub on PATH, no SGE_ROOT); "
+                "pass --system"
             )
-    if queue_only and system not in ("slurm", "pbs"):
+    if queue_only and system not in QUEUE_SYSTEMS:
         raise CommandError(
             f"--system {system} has no queue: its jobs live in the notebook's process"
         )
@@ -80,7 +81,7 @@ def detect_system(system: str | None, queue_only: bool = False) -> str:
 
 def queue_backend(system: str) -> CommandBackend:
     """The backend that lists and cancels the user's jobs of ``system``."""
-    return CommandBackend(queue_system(system), SubprocessRunner())
+    return systems.queue_backend(system)
 
 
 def check_job_name(name: str) -> str:
@@ -328,7 +329,7 @@ def _add_jobs_and_cancel(commands: argparse._SubParsersAction[_Parser]) -> None:
                    help="only jobs of this job name (repeatable)")  # fmt: skip
     p.add_argument("--all", action="store_true",
                    help="also your jobs of no hpcdask cluster")  # fmt: skip
-    p.add_argument("--system", choices=("slurm", "pbs"))
+    p.add_argument("--system", choices=tuple(QUEUE_SYSTEMS))
     p.set_defaults(run=cmd_jobs)
     p = commands.add_parser(
         "cancel",
@@ -343,7 +344,7 @@ def _add_jobs_and_cancel(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--cluster", metavar="TAG",
                    help="the cluster whose jobs to cancel, alive or not "
                    "(as hpcdask jobs shows it)")  # fmt: skip
-    p.add_argument("--system", choices=("slurm", "pbs"))
+    p.add_argument("--system", choices=tuple(QUEUE_SYSTEMS))
     p.add_argument("--dry-run", action="store_true",
                    help="list what would be cancelled, cancel nothing")  # fmt: skip
     p.set_defaults(run=cmd_cancel)

@@ -58,7 +58,13 @@ if TYPE_CHECKING:
 
 _Cluster = TypeVar("_Cluster", bound="HPCCluster")
 
-__all__ = ["HPCCluster", "LocalBatchCluster", "PBSCluster", "SLURMCluster"]
+__all__ = [
+    "HPCCluster",
+    "LocalBatchCluster",
+    "PBSCluster",
+    "SGECluster",
+    "SLURMCluster",
+]
 
 
 class HPCCluster(JobSpecCluster):
@@ -72,7 +78,7 @@ class HPCCluster(JobSpecCluster):
     Parameters
     ----------
     system
-        ``"slurm"``, ``"pbs"`` or ``"local"`` (set by the subclasses).
+        ``"slurm"``, ``"pbs"``, ``"sge"`` or ``"local"`` (set by the subclasses).
     n_workers
         workers to start with (rounded up to whole jobs).
     security
@@ -328,6 +334,23 @@ class PBSCluster(HPCCluster):
     system = "pbs"
 
 
+class SGECluster(HPCCluster):
+    """Dask workers in Grid Engine jobs (``qsub`` / ``qstat`` / ``qdel`` /
+    ``qacct``): Son of Grid Engine, Univa/Altair Grid Engine.
+
+    Takes dask-jobqueue's ``SGECluster`` arguments with the same meaning:
+    ``queue`` (``-q``), ``project`` (``-P``), ``resource_spec`` (``-l``, e.g.
+    ``"h_vmem=4G"``; memory is not requested otherwise, as resource names
+    differ between sites), ``walltime`` (``-l h_rt=``), ``job_extra_directives``;
+    and ``parallel_environment`` (``-pe NAME CORES``, e.g. ``"smp"``) for jobs
+    of several cores. Commands run with the environment of
+    ``$SGE_ROOT/$SGE_CELL/common/settings.sh`` when ``SGE_ROOT`` is set (see
+    :mod:`hpcdask.systems.sge_backend`).
+    """
+
+    system = "sge"
+
+
 class LocalBatchCluster(HPCCluster):
     """The same job scripts run as plain processes here: for laptops and
     machines without a batch system."""
@@ -336,5 +359,5 @@ class LocalBatchCluster(HPCCluster):
 
 
 _CLUSTER_CLASSES: dict[str, type[HPCCluster]] = {
-    cls.system: cls for cls in (SLURMCluster, PBSCluster, LocalBatchCluster)
+    cls.system: cls for cls in (SLURMCluster, PBSCluster, SGECluster, LocalBatchCluster)
 }

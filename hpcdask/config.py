@@ -1,6 +1,7 @@
 """Everything hpcdask reads from dask config, read here and nowhere else.
 
-Job options, for each option of system ``S`` (``slurm``, ``pbs`` or ``local``):
+Job options, for each option of system ``S`` (``slurm``, ``pbs``, ``sge`` or
+``local``):
 
 1. the constructor argument, when it is not ``None``;
 2. ``hpcdask.S.<option>`` in dask config;
@@ -24,17 +25,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypedDict, TypeVar
 
 import dask.config
-import yaml
 from dask.utils import parse_bytes, parse_timedelta
 
 from hpcdask.errors import InvalidOptionError
 from hpcdask.models import PolicyParams
 from hpcdask.options import (
     DEFAULTS,
-    DEPRECATED_NAMES,
-    OPTION_HELP,
+    SYSTEM_OPTIONS,
     SYSTEMS,
     JobOptions,
+    deprecated_names,
     validate_options,
 )
 from hpcdask.validation import check_positive_int, check_seconds
@@ -50,12 +50,11 @@ __all__ = [
     "cluster_settings",
     "config_value",
     "dashboard_link_template",
-    "default_config_path",
     "profiles_setting",
-    "render_config",
     "repr_interval",
     "resolve_job_options",
     "security_setting",
+    "sge_site",
 ]
 
 
@@ -80,7 +79,7 @@ def resolve_job_options(system: str, **kwargs: object) -> JobOptions:
     """
     if system not in SYSTEMS:
         raise InvalidOptionError("system", system, f"expected one of {SYSTEMS}")
-    for old, new in DEPRECATED_NAMES.items():
+    for old, new in deprecated_names(system).items():
         if old in kwargs:
             warnings.warn(
                 f"{old!r} is deprecated, use {new!r}", FutureWarning, stacklevel=3
@@ -94,12 +93,24 @@ def resolve_job_options(system: str, **kwargs: object) -> JobOptions:
     raw: dict[str, object] = {}
     for option, default in DEFAULTS.items():
         value = kwargs.get(option)
-        if value is None:
+        if value is None and system in SYSTEM_OPTIONS.get(option, (system,)):
             value = config_value(system, option)
         if value is None:
             value = default
         raw[option] = value
     return validate_options(system, raw)
+
+
+SGE_ROOT_HELP = "SGE_ROOT whose settings.sh the commands run with (or $SGE_ROOT)"
+
+
+def sge_site() -> tuple[str | None, str]:
+    """Where Grid Engine lives: ``(SGE_ROOT, SGE_CELL)`` from config
+    ``hpcdask.sge.sge-root`` / ``sge-cell``, else the environment variables
+    (``None``: commands come from ``PATH`` as they are)."""
+    root = dask.config.get("hpcdask.sge.sge-root", None) or os.environ.get("SGE_ROOT")
+    cell = dask.config.get("hpcdask.sge.sge-cell", None) or os.environ.get("SGE_CELL")
+    return (str(root) if root else None), str(cell or "default")
 
 
 def _setting(option: str, default: object) -> object:
@@ -328,65 +339,3 @@ def repr_interval() -> float:
     """Seconds between two updates of a cluster's live notebook widget."""
     value = dask.config.get("distributed.deploy.cluster-repr-interval", "500ms")
     return float(parse_timedelta(value, default="ms") or 0.5)
-
-
-def render_config() -> str:
-    """A commented ``hpcdask.yaml``: every option with its default, all commented.
-
-    As written the file sets nothing, so it hides no site-wide setting and no
-    ``jobqueue.<system>.*`` value (an existing ``jobqueue.yaml``), which hpcdask
-    reads for whatever is left unset. Removing the leading ``# `` from an option's
-    line and from the lines of its parents sets it.
-    """
-    lines = [
-        "# hpcdask configuration, read by dask from ~/.config/dask/ (or /etc/dask/).",
-        "# Nothing is set yet: to set an option, remove the leading '# ' from its",
-        "# line and from its parents' lines ('hpcdask:', '  slurm:'). Options left",
-        "# unset are read from jobqueue.<system>.* (a dask-jobqueue jobqueue.yaml),",
-        "# then take the defaults shown. Constructor arguments override all of these.",
-        "#",
-        "# hpcdask:",
-        "#   # how often the queue is asked about a cluster's jobs (one command)",
-        "#   poll-interval: 5s",
-        "#   # TLS with a certificate made per cluster; false: unencrypted, and",
-        "#   # anyone who reaches the scheduler's port can run code in it",
-        "#   security: true",
-        "#   # the longest close() spends cancelling the cluster's jobs",
-        "#   close-timeout: 30s",
-        "#   # a batch command running longer is killed",
-        "#   command-timeout: 60s",
-    ]
-    for system in SYSTEMS:
-        lines.append(f"#   {system}:")
-        for option, default in DEFAULTS.items():
-            key = option.replace("_", "-")
-            value = yaml.safe_dump(default, default_flow_style=True)
-            value = value.strip().removesuffix("...").strip()
-            lines.append(f"#     {key}: {value}  # {OPTION_HELP[option]}")
-    lines += [
-        "#   # site profiles: SLURMCluster.from_profile(NAME), `hpcdask profiles`;",
-        "#   # keys: system, description, directives and any option above",
-        "#   profiles:",
-        "#     small:",
-        "#       description: 2 cores, 4 GB, 8 hours",
-        "#       system: slurm",
-        "#       queue: shared",
-        "#       cores: 2",
-        "#       memory: 4GB",
-        '#       walltime: "08:00:00"',
-        "#     gpu-small:",
-        "#       system: slurm",
-        "#       queue: gpu",
-        "#       cores: 8",
-        "#       memory: 32GB",
-        '#       directives: ["--gres=gpu:1"]',
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def default_config_path() -> str:
-    """Where ``hpcdask config`` writes: ``$DASK_CONFIG`` or ~/.config/dask."""
-    root = os.environ.get("DASK_CONFIG") or os.path.join(
-        os.path.expanduser("~"), ".config", "dask"
-    )
-    return os.path.join(root, "hpcdask.yaml")

@@ -168,16 +168,24 @@ def parse_job_resources(directives: Sequence[str], default_cores: int) -> JobRes
     Understood: Slurm ``-n/--ntasks``, ``-c/--cpus-per-task``, ``-N/--nodes``,
     ``--gres=gpu[:type]:N``, ``-G/--gpus``, ``--gpus-per-node``,
     ``--gpus-per-task``; PBS ``-l select=N:ncpus=C:ngpus=G[+...]``, Torque
-    ``-l nodes=N:ppn=C:gpus=G``, and job-wide ``-l ncpus=``/``ngpus=``/``nodes=``.
+    ``-l nodes=N:ppn=C:gpus=G``, and job-wide ``-l ncpus=``/``ngpus=``/``nodes=``;
+    Grid Engine ``-pe NAME N`` (N slots; a range counts its minimum), and one
+    slot for a Grid Engine job without ``-pe``, which is what it is charged.
     Later lines override earlier ones, as the batch systems read them. Cores not
     stated anywhere are ``default_cores``.
     """
     slurm: dict[str, str] = {}
     pbs: dict[str, str] = {}
+    slots: int | None = None
     for line in directives:
         prefix, _, body = line.strip().partition(" ")
         body = body.strip()
-        if prefix == "#SBATCH":
+        if prefix == "#$":
+            words = body.split()
+            slots = slots or 1
+            if len(words) == 3 and words[0] == "-pe":
+                slots = _count(words[2], 1)
+        elif prefix == "#SBATCH":
             match = _SLURM_OPTION.match(body)
             if match:
                 slurm[match.group(1)] = match.group(2) or ""
@@ -185,6 +193,8 @@ def parse_job_resources(directives: Sequence[str], default_cores: int) -> JobRes
             for item in body[2:].strip().split(","):
                 key, _, value = item.partition("=")
                 pbs[key.strip()] = value.strip()
+    if slots is not None:
+        return JobResources(cores=slots)
     if pbs:
         return _pbs_resources(pbs, default_cores)
     return _slurm_resources(slurm, default_cores)

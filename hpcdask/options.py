@@ -34,12 +34,14 @@ __all__ = [
     "DEPRECATED_NAMES",
     "OPTION_HELP",
     "SYSTEMS",
+    "SYSTEM_OPTIONS",
     "JobOptions",
     "default_processes",
+    "deprecated_names",
     "validate_options",
 ]
 
-SYSTEMS = ("slurm", "pbs", "local")
+SYSTEMS = ("slurm", "pbs", "sge", "local")
 
 #: Every job option: its built-in default (used when neither argument nor config
 #: gives a value) and one line of help (``hpcdask config`` prints it).
@@ -62,7 +64,8 @@ _OPTIONS: dict[str, tuple[object, str]] = {
     "worker_extra_args": ([], "extra arguments of the worker command"),
     "shebang": ("#!/usr/bin/env bash", "first line of the job script"),
     "queue": (None, "queue (Slurm partition)"),
-    "account": (None, "account / project charged"),
+    "account": (None, "account / project charged (SGE: -A account string)"),
+    "project": (None, "SGE -P project (Slurm, PBS: the old name of account)"),
     "walltime": (None, "walltime per job (default 00:30:00)"),
     "job_name": (None, "the batch job name (default: name without $VARS)"),
     "job_script_prologue": ([], "shell lines run before the workers start"),
@@ -87,7 +90,11 @@ _OPTIONS: dict[str, tuple[object, str]] = {
     "job_mem": (None, "Slurm --mem (default: memory)"),
     "resource_spec": (
         None,
-        "PBS -l resources (default select=1:ncpus=..:mem=..)",
+        "PBS / SGE -l resources (PBS default select=1:ncpus=..:mem=..)",
+    ),
+    "parallel_environment": (
+        None,
+        "SGE -pe NAME CORES for jobs of several cores, e.g. smp",
     ),
 }
 #: Built-in defaults, used when neither argument nor config gives a value.
@@ -103,6 +110,17 @@ DEPRECATED_NAMES: dict[str, str] = {
     "header_skip": "job_directives_skip",
     "project": "account",
 }
+
+#: options only some systems have: elsewhere they are neither read from config
+#: nor accepted (``project`` stays the old name of ``account`` there).
+SYSTEM_OPTIONS = {"project": ("sge",), "parallel_environment": ("sge",)}
+
+
+def deprecated_names(system: str) -> dict[str, str]:
+    """:data:`DEPRECATED_NAMES` less the options ``system`` has (SGE's project)."""
+    options = {k for k, systems in SYSTEM_OPTIONS.items() if system in systems}
+    return {old: new for old, new in DEPRECATED_NAMES.items() if old not in options}
+
 
 #: a check of one option: (name, raw value) -> the value to keep
 Check = Callable[[str, Any], Any]
@@ -144,6 +162,8 @@ class JobOptions:
     job_cpu: int | None = None
     job_mem: int | None = None
     resource_spec: str | None = None
+    project: str | None = None
+    parallel_environment: str | None = None
     shared_temp_directory: str | None = None
     worker_extra_args: tuple[str, ...] = ()
     job_script_prologue: tuple[str, ...] = ()
@@ -206,6 +226,8 @@ def validate_options(system: str, raw: Mapping[str, object]) -> JobOptions:
     name, job_name = _names(raw["name"], raw["job_name"])
     worker = _worker_options(raw)
     checked = {key: check(key, raw[key]) for key, check in _FIELD_CHECKS.items()}
+    blame = "job_name" if raw["job_name"] else "name"  # made from name
+    _check_system_options(system, {**checked, blame: job_name})
     walltime = raw["walltime"] or ("168:00:00" if system == "local" else "00:30:00")
     return JobOptions(
         system=system,
@@ -239,6 +261,24 @@ def _names(name: object, job_name: object) -> tuple[str, str]:
                 "letter, digit or _; pass job_name to choose another",
             ) from None
     return str(name), str(job_name)
+
+
+# Grid Engine object names (sge_types(5)) hold no / : @ \ * ?, and a job name
+# cannot start with a digit (qsub refuses it)
+_SGE_NAME = re.compile(r"[A-Za-z_.][^/:@\\*?]*")
+
+
+def _check_system_options(system: str, values: Mapping[str, object]) -> None:
+    """Options of other systems are refused; SGE's names are SGE object names."""
+    for option, systems in SYSTEM_OPTIONS.items():
+        if values.get(option) is not None and system not in systems:
+            why = f"only {'/'.join(systems)} jobs have it"
+            raise InvalidOptionError(option, values[option], why)
+    for option in ("name", "job_name", "project", "parallel_environment"):
+        value = values.get(option)
+        if system == "sge" and value and not _SGE_NAME.fullmatch(str(value)):
+            why = "a Grid Engine name cannot start with a digit or hold / : @"
+            raise InvalidOptionError(option, value, why)
 
 
 def _worker_options(raw: Mapping[str, object]) -> dict[str, Any]:
@@ -347,6 +387,8 @@ _FIELD_CHECKS: dict[str, Check] = {
     "death_timeout": check_seconds,
     "queue": _optional(check_identifier),
     "account": _optional(check_identifier),
+    "project": _optional(check_identifier),
+    "parallel_environment": _optional(check_identifier),
     "interface": _optional(check_identifier),
     "job_cpu": _optional(check_positive_int),
     "job_mem": _optional(parse_memory),

@@ -106,10 +106,14 @@ def render_job_script(
 
 
 def _array_names(system: BatchSystem, names: Sequence[str]) -> list[str]:
-    """Each element of a job array picks its worker name by its array index."""
-    index = "0"
+    """Each element of a job array picks its worker name by its array index
+    (counted from the system's first index)."""
+    first = system.first_array_index
+    index = str(first)
     for variable in reversed(system.array_index_variables):
         index = f"${{{variable}:-{index}}}"
+    if first:
+        index = f"$(( {index} - {first} ))"
     words = " ".join(shell_word("name", n) for n in names)
     return [f"HPCDASK_NAMES=({words})", f'HPCDASK_ARRAY_INDEX="{index}"']
 

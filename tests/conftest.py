@@ -22,7 +22,7 @@ def _fast_test_config(log_directory: Path) -> Iterator[None]:
         "hpcdask.poll-interval": "0.5s",
         "distributed.scheduler.dashboard.address": ":0",
     }
-    for system in ("slurm", "pbs", "local"):
+    for system in ("slurm", "pbs", "sge", "local"):
         settings[f"hpcdask.{system}.log-directory"] = str(logs)
         settings[f"hpcdask.{system}.scheduler-options"] = {
             "dashboard_address": "127.0.0.1:0"

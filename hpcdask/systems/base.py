@@ -34,7 +34,7 @@ _PARSE_IN_THREAD = 256 * 1024
 class BatchSystem:
     """How a system's job scripts look: directives and where logs go."""
 
-    #: short name, as in config keys: ``slurm``, ``pbs``.
+    #: short name, as in config keys: ``slurm``, ``pbs``, ``sge``.
     name: str = ""
     #: prefix of directive lines, e.g. ``#SBATCH``.
     directive_prefix: str = ""
@@ -48,6 +48,8 @@ class BatchSystem:
     supports_arrays: bool = False
     #: variables holding the array index inside an array job, first set wins.
     array_index_variables: tuple[str, ...] = ()
+    #: the index of an array's first element (Grid Engine counts from 1).
+    first_array_index: int = 0
 
     def render_directives(
         self, opts: JobOptions, array_size: int = 1, tag: ClusterTag | None = None

@@ -101,6 +101,6 @@ def job_field(job_id: str, field: str) -> str:
 
 # the fixtures of the other test sites, defined beside this file
 from tests.integration.multinode_site import multinode, multinode_jobs  # noqa: E402
-from tests.integration.sge_site import sge, sge_jobs  # noqa: E402
+from tests.integration.sge_site import sge, sge_cluster_jobs, sge_jobs  # noqa: E402
 
-__all__ = ["multinode", "multinode_jobs", "sge", "sge_jobs"]
+__all__ = ["multinode", "multinode_jobs", "sge", "sge_cluster_jobs", "sge_jobs"]

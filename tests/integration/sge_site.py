@@ -8,7 +8,7 @@ import os
 import subprocess
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +46,19 @@ class SGE:
         """Ids of all jobs SGE still holds (any user, any state)."""
         root = ET.fromstring(self.run("qstat", "-u", "*", "-xml").stdout)
         return {e.text or "" for e in root.iter("JB_job_number")}
+
+    def submitted_from(self, directory: Path) -> list[str]:
+        """Ids of the jobs SGE holds that were submitted from ``directory``
+        (hpcdask submits from a cluster's log directory, one per test)."""
+        out = self.run("qstat", "-u", "*", "-j", "*", check=False).stdout
+        ids, number = [], ""
+        for line in out.splitlines():
+            key, _, value = line.partition(":")
+            if key == "job_number":
+                number = value.strip()
+            elif key == "sge_o_workdir" and Path(value.strip()) == directory:
+                ids.append(number)
+        return sorted(ids, key=int)
 
     def states(self, job_id: str) -> set[str]:
         """The states (``qw``, ``r``, ``Eqw``, ...) of a job's lines in ``qstat -xml``."""
@@ -104,16 +117,64 @@ class SGEJobs:
         return sorted(set(self.ids) & self.sge.queued())
 
 
+def remove_jobs(sge: SGE, job_ids: list[str], timeout: float = 10.0) -> list[str]:
+    """``qdel`` ``job_ids``; those still there after ``timeout`` s (a job in
+    ``dr``/``dt`` whose execd died never leaves by itself) are forced out with
+    ``qdel -f`` (the tests run as root, an SGE manager). Returns what is left."""
+    if not job_ids:
+        return []
+    sge.run("qdel", *job_ids, check=False)
+    deadline = time.monotonic() + timeout
+    while (left := sorted(set(job_ids) & sge.queued())) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if left:
+        sge.run("qdel", "-f", *left, check=False)
+        time.sleep(1)
+        left = sorted(set(job_ids) & sge.queued())
+    return left
+
+
 @pytest.fixture
 def sge_jobs(sge: SGE) -> Iterator[SGEJobs]:
     """Yields an ``SGEJobs``; fails the test if any job it submitted is still
-    in the queue 20 s after it ends (those are then deleted). Other jobs on
-    the machine are left alone."""
+    in the queue 20 s after it ends (those are then deleted, forced if need
+    be). Other jobs on the machine are left alone."""
     jobs = SGEJobs(sge)
     yield jobs
     deadline = time.monotonic() + 20
     while (left := jobs.left()) and time.monotonic() < deadline:
         time.sleep(0.5)
     if left:
-        sge.run("qdel", *left, check=False)
-        pytest.fail(f"SGE jobs left in the queue after the test: {left}")
+        stuck = remove_jobs(sge, left)
+        pytest.fail(
+            f"SGE jobs left in the queue after the test: {left}"
+            + (f" (still there after qdel -f: {stuck})" if stuck else "")
+        )
+
+
+@pytest.fixture
+def sge_cluster_jobs(
+    sge: SGE, log_directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[], list[str]]]:
+    """For SGECluster tests: ``SGE_ROOT`` set for this test only (hpcdask then
+    runs SGE's commands with settings.sh's environment; this process's PATH
+    keeps Slurm's qsub), and a function listing the jobs the test's clusters
+    queued (submitted from its log directory). Fails the test if any of them
+    is still queued 20 s after it (they are then deleted, forced if need be).
+    """
+    monkeypatch.setenv("SGE_ROOT", str(sge.root))
+    monkeypatch.delenv("SGE_CELL", raising=False)
+
+    def queued() -> list[str]:
+        return sge.submitted_from(log_directory)
+
+    yield queued
+    deadline = time.monotonic() + 20
+    while (left := queued()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if left:
+        stuck = remove_jobs(sge, left)
+        pytest.fail(
+            f"SGE jobs left in the queue after the test: {left}"
+            + (f" (still there after qdel -f: {stuck})" if stuck else "")
+        )

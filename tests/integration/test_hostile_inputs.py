@@ -36,6 +36,7 @@ from hpcdask.script import render_job_script
 from hpcdask.security import placeholder_security_args
 from hpcdask.systems.base import BatchSystem
 from hpcdask.systems.pbs import PBS
+from hpcdask.systems.sge import SGE
 from hpcdask.systems.slurm import Slurm
 
 SETTINGS = settings(
@@ -183,7 +184,7 @@ BASE: dict[str, Any] = {
     "job_script_prologue": ["export A=1"],
     "job_script_epilogue": ["A=2"],
 }
-SYSTEMS: list[BatchSystem] = [Slurm(), PBS()]
+SYSTEMS: list[BatchSystem] = [Slurm(), PBS(), SGE()]
 
 
 def options(system: BatchSystem, sandbox: Path, **changes: Any) -> JobOptions:
@@ -294,14 +295,17 @@ def test_the_harness_sees_an_injected_command(tmp_path: Path) -> None:
 @given(value=hostile)
 def test_name(value: str, tmp_path: Path) -> None:
     check_worker_field(tmp_path, "name", value, "--name", lambda: expand(value) + "-0")
-    # an array element picks its own name from the same words
-    opts = refused_or("name", lambda: options(Slurm(), tmp_path, name=value))
-    if opts is not None:
-        run = run_script(
-            render(opts, Slurm(), array=True), tmp_path, {"SLURM_ARRAY_TASK_ID": "1"}
-        )
-        argv = worker_call(run)
-        assert same(expand(value) + "-1", argv[argv.index("--name") + 1])
+    # an array element picks its own name from the same words (SGE's tasks
+    # count from 1)
+    for system, task in (
+        (Slurm(), {"SLURM_ARRAY_TASK_ID": "1"}),
+        (SGE(), {"SGE_TASK_ID": "2"}),
+    ):
+        opts = refused_or("name", lambda s=system: options(s, tmp_path, name=value))
+        if opts is not None:
+            run = run_script(render(opts, system, array=True), tmp_path, task)
+            argv = worker_call(run)
+            assert same(expand(value) + "-1", argv[argv.index("--name") + 1])
 
 
 @SETTINGS
@@ -455,10 +459,12 @@ def check_directive_field(
         script = render(opts, system)
         if same_body:
             assert body_lines(script, system) == body_lines(base_script, system)
-        # each directive is one line
+        # each directive is one line (SGE asks for no resources unless given
+        # resource_spec: one line more)
+        more = int(system.name == "sge" and field == "resource_spec")
         assert (
             len(directive_lines(script, system))
-            == len(directive_lines(base_script, system)) + extra_lines
+            == len(directive_lines(base_script, system)) + extra_lines + more
         ), value
         hostile_run = run_script(script, sandbox)
         baseline = run_script(base_script, sandbox)
@@ -478,14 +484,42 @@ def test_identifier_directives(field: str, value: str, tmp_path: Path) -> None:
     ):
         # the value is one word of its directive: no option smuggled to sbatch/qsub
         flag = {
-            "queue": ("-p", "-q"),
-            "account": ("-A", "-A"),
-            "job_name": ("-J", "-N"),
+            "queue": {"slurm": "-p", "pbs": "-q", "sge": "-q"},
+            "account": {"slurm": "-A", "pbs": "-A", "sge": "-A"},
+            "job_name": {"slurm": "-J", "pbs": "-N", "sge": "-N"},
         }
-        wanted = flag[field][0 if system.name == "slurm" else 1]
+        wanted = flag[field][system.name]
         line = f"{system.directive_prefix} {wanted} {getattr(opts, field)}"
         assert line in script.splitlines()
         assert len(line.split()) == 3
+
+
+@pytest.mark.parametrize(
+    ("field", "flag"), [("project", "-P"), ("parallel_environment", "-pe")]
+)
+@SETTINGS
+@given(value=hostile)
+def test_sge_directives(field: str, flag: str, value: str, tmp_path: Path) -> None:
+    # SGE's own options, one word of a directive (the parallel environment
+    # is refused for the other systems; their project is account's old name)
+    if field == "parallel_environment":
+        for other in (Slurm(), PBS()):
+            with pytest.raises(InvalidOptionError):
+                options(other, tmp_path, parallel_environment=value or "x")
+    opts = refused_or(field, lambda: options(SGE(), tmp_path, **{field: value}))
+    if opts is None:
+        return
+    base_script = render(options(SGE(), tmp_path), SGE())
+    script = render(opts, SGE())
+    assert body_lines(script, SGE()) == body_lines(base_script, SGE())
+    line = f"#$ {flag} {getattr(opts, field)}"
+    if field == "parallel_environment":
+        line += f" {opts.cores}"
+    assert line in script.splitlines()
+    assert len(line.split()) == (4 if field == "parallel_environment" else 3)
+    assert_same_commands(
+        run_script(script, tmp_path), run_script(base_script, tmp_path), value
+    )
 
 
 @pytest.mark.parametrize(

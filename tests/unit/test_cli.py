@@ -12,9 +12,10 @@ import pytest
 import yaml
 
 from hpcdask import cli
-from hpcdask.config import default_config_path, render_config, resolve_job_options
+from hpcdask.config import resolve_job_options
+from hpcdask.configfile import default_config_path, render_config
 from hpcdask.errors import CommandError
-from hpcdask.options import DEFAULTS, OPTION_HELP
+from hpcdask.options import DEFAULTS, OPTION_HELP, SYSTEM_OPTIONS
 from hpcdask.runner import Completed
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -120,7 +121,7 @@ def test_a_bad_profile_is_a_one_line_error() -> None:
     assert code == 1
     assert err == (
         "hpcdask profiles: error: invalid hpcdask.profiles.p.system='lsf': "
-        "unknown system; expected one of slurm, pbs, local\n"
+        "unknown system; expected one of slurm, pbs, sge, local\n"
     )
 
 
@@ -184,11 +185,21 @@ def test_job_script_from_arguments_for_pbs() -> None:
 # -- the queue: listing and cancelling with saved real output ------------------------
 
 
-def test_detect_system(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_detect_system(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("SGE_ROOT", raising=False)
     with pytest.raises(CommandError, match="no batch system found"):
         cli.detect_system(None)
     assert cli.detect_system("pbs") == "pbs"
+    # Grid Engine: SGE_ROOT set (its qsub may not be on PATH yet)
+    monkeypatch.setenv("SGE_ROOT", "/opt/sge")
+    assert cli.detect_system(None) == "sge"
+    assert cli.detect_system("sge", queue_only=True) == "sge"
+    # Slurm first when both are there
+    (tmp_path / "sbatch").write_text("#!/bin/sh\n")
+    (tmp_path / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert cli.detect_system(None) == "slurm"
     with pytest.raises(CommandError, match="has no queue"):
         cli.detect_system("local", queue_only=True)
 
@@ -233,9 +244,18 @@ def test_config_file_uncommented_is_every_default() -> None:
     loaded = yaml.safe_load(uncomment(render_config()))
     assert loaded["hpcdask"]["poll-interval"] == "5s"
     assert loaded["hpcdask"]["security"] is True
-    for system in ("slurm", "pbs", "local"):
+    for system in ("slurm", "pbs", "sge", "local"):
         section = loaded["hpcdask"][system]
-        assert {k.replace("-", "_"): v for k, v in section.items()} == DEFAULTS
+        # each system lists its own options: SGE's project and parallel
+        # environment there only, and where its commands are
+        wanted = {
+            option: default
+            for option, default in DEFAULTS.items()
+            if system in SYSTEM_OPTIONS.get(option, (system,))
+        }
+        if system == "sge":
+            wanted["sge_root"] = None
+        assert {k.replace("-", "_"): v for k, v in section.items()} == wanted
     assert loaded["hpcdask"]["profiles"]["gpu-small"]["directives"] == ["--gres=gpu:1"]
     with dask.config.set({"hpcdask.profiles": loaded["hpcdask"]["profiles"]}):
         assert run_cli("profiles")[0] == 0  # the example profiles are valid

@@ -19,7 +19,13 @@ from hpcdask.options import DEFAULTS
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 FENCE = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
-CLUSTERS = {"SLURMCluster", "PBSCluster", "LocalBatchCluster", "HPCCluster"}
+CLUSTERS = {
+    "SLURMCluster",
+    "PBSCluster",
+    "SGECluster",
+    "LocalBatchCluster",
+    "HPCCluster",
+}
 CLUSTER_ARGS = set(inspect.signature(HPCCluster.__init__).parameters) | set(DEFAULTS)
 ADAPT_ARGS = set(AdaptArguments.__annotations__)
 

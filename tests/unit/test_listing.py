@@ -198,3 +198,31 @@ async def test_listing_and_status_run_with_epoch_times() -> None:
     await backend.list_jobs("ana")
     await backend.status(["1"])
     assert runner.environments == [{"SLURM_TIME_FORMAT": "%s"}] * 2
+
+
+async def test_sge_tags_are_job_contexts_read_with_qstat_j() -> None:
+    """Real SGE 8.1.9 output: qstat -xml lists the jobs, qstat -j their
+    contexts (tests/fixtures/sge/)."""
+    from hpcdask.systems import SGE
+    from hpcdask.systems.sge_backend import SGEBackend
+
+    sge_fixtures = FIXTURES / "sge"
+    tag = ClusterTag("vm", 4242, 1_800_000_000, "c0ffee")
+    assert SGE().tag_directives(tag) == [f"-ac HPCDASK_CLUSTER={tag}"]
+    listing = (sge_fixtures / "qstat_xml_r_user.txt").read_text()
+    contexts = (sge_fixtures / "qstat_j_context.txt").read_text()
+    number = contexts.split("job_number:", 1)[1].split()[0]
+    contexts = contexts.replace(
+        "context:                    hpcdask_cluster=3f2a9c",
+        f"context:                    HPCDASK_CLUSTER={tag}",
+    )
+    runner = FakeRunner(
+        {"qstat": lambda argv: ok(contexts if "-j" in argv else listing)}
+    )
+    jobs = await SGEBackend(SGE(), runner, user="root").list_jobs("root")
+    assert jobs and all(j.name for j in jobs)
+    assert {j.job_id.split(".")[0]: j.tag for j in jobs}.get(number) == tag
+    assert sum(j.tag is not None for j in jobs) == sum(
+        j.job_id.split(".")[0] == number for j in jobs
+    )
+    assert runner.calls[-1][:2] == ("qstat", "-j")

@@ -105,7 +105,7 @@ def test_profile_fills_in_from_system_config() -> None:
         ),
         (
             {"system": "lsf", "cores": 1},
-            r"hpcdask\.profiles\.bad\.system='lsf': unknown system; expected one of slurm, pbs, local",
+            r"hpcdask\.profiles\.bad\.system='lsf': unknown system; expected one of slurm, pbs, sge, local",
         ),
         (
             {"directives": ["-C a"], "job_extra_directives": ["-C b"]},
