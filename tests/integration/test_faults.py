@@ -279,16 +279,20 @@ def test_notebook_killed_jobs_end_by_themselves_and_cancel_cleans_up(
         time.sleep(600)
         """
     )
+    errors = log_directory / "notebook.err"
     notebook = subprocess.Popen(
         [sys.executable, "-c", script],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=errors.open("w"),
         text=True,
     )
     try:
         assert notebook.stdout is not None
         line = notebook.stdout.readline()
-        assert line, "the notebook process died before its workers came"
+        tail = errors.read_text().splitlines()[-15:]
+        assert line, "the notebook process died before its workers came:\n" + (
+            "\n".join(tail)
+        )
         state = json.loads(line)
         notebook.send_signal(signal.SIGKILL)  # no close(), no atexit
         killed = time.monotonic()
