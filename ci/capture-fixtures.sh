@@ -22,15 +22,8 @@ MINE=()                                   # every job id submitted here
 cleanup() { [ "${#MINE[@]}" -eq 0 ] || scancel "${MINE[@]}" 2>/dev/null || true; }
 trap cleanup EXIT
 
-# run DIR NAME CMD... : stdout -> DIR/NAME.txt, stderr -> DIR/NAME.stderr
-run() {
-    local dir=$1 name=$2 rc=0
-    shift 2
-    "$@" >"$dir/$name.txt" 2>"$dir/$name.stderr" || rc=$?
-    [ -s "$dir/$name.stderr" ] || rm -f "$dir/$name.stderr"
-    printf '%s\t%s\t%s\n' "$(basename "$dir")/$name" "$rc" "$*" >>commands.tsv
-    return 0
-}
+. "$REPO/ci/capture-lib.sh"
+run() { capture "$@"; }   # run DIR NAME CMD...
 sub() {   # sub ARGS... : sbatch --parsable, remember the id, print it
     local id
     id="$(sbatch --parsable "$@")"
@@ -38,15 +31,6 @@ sub() {   # sub ARGS... : sbatch --parsable, remember the id, print it
     echo "$id"
 }
 state() { squeue -h --states=all -j "$1" -o %T 2>/dev/null | sort -u | tr '\n' ' '; }
-wait_for() {  # wait_for ID 'REGEX' SECONDS
-    local i
-    for i in $(seq $(($3 * 5))); do
-        [[ "$(state "$1")" =~ $2 ]] && return 0
-        sleep 0.2
-    done
-    echo "capture: job $1 state '$(state "$1")' never matched $2" >&2
-    return 1
-}
 
 cat >ok.sh <<'EOF'
 #!/bin/bash
@@ -83,14 +67,14 @@ H1=$(sub -J hx-held -H --time=00:10:00 -o "$O" sleep.sh)
 PA=$(sub -J hx-arr-pending -p down --array=0-3 --time=00:10:00 -o "$A" sleep.sh)
 RA=$(sub -J hx-arr-running --array=0-3%2 --time=00:10:00 -o "$A" sleep.sh)
 
-wait_for "$R1" '^RUNNING $' 30
-wait_for "$X1" '^RUNNING $' 30
+wait_state "$R1" '^RUNNING $' 30
+wait_state "$X1" '^RUNNING $' 30
 scancel "$X1"
-wait_for "$X1" '^CANCELLED $' 30
-wait_for "$C1" '^COMPLETED $' 30
-wait_for "$AD" '^COMPLETED $' 30
-wait_for "$F1" '^FAILED $' 30
-wait_for "$RA" 'RUNNING' 30
+wait_state "$X1" '^CANCELLED $' 30
+wait_state "$C1" '^COMPLETED $' 30
+wait_state "$AD" '^COMPLETED $' 30
+wait_state "$F1" '^FAILED $' 30
+wait_state "$RA" 'RUNNING' 30
 sleep 1   # let the array throttle settle: 2 running, rest pending
 
 # a job that cannot start yet because the node is busy (reason Resources),
@@ -169,10 +153,10 @@ run "$P" qsub_bad_queue qsub -q nosuchqueue job_dir.pbs
 run "$P" qsub_sbatchline qsub --sbatchline -l select=1:ncpus=2:mem=1gb,walltime=00:10:00 -J 0-2 -N name -q debug -o "$W/pbsout/x.out" job_dir.pbs
 run "$P" qsub_sbatchline_two_l qsub --sbatchline -l select=1:ncpus=2:mem=1gb -l walltime=00:10:00 job_dir.pbs
 
-wait_for "$Q1" '^RUNNING $' 30
-wait_for "$Q2" '^COMPLETED $' 30
-wait_for "$Q3" '^FAILED $' 30 || true
-wait_for "$QA" '^RUNNING $' 30
+wait_state "$Q1" '^RUNNING $' 30
+wait_state "$Q2" '^COMPLETED $' 30
+wait_state "$Q3" '^FAILED $' 30 || true
+wait_state "$QA" '^RUNNING $' 30
 sleep 0.5
 run "$P" scontrol_show_job_qsub_dir scontrol -o show job "$Q1"
 run "$P" scontrol_show_job_qsub_file scontrol -o show job "$Q2"
@@ -193,7 +177,7 @@ run "$P" qstat_x qstat -x "$Q1"
 run "$P" qstat_xf qstat -xf "$Q1"
 
 # ---------------------------------------------------------- wait for TIMEOUT
-wait_for "$T1" '^TIMEOUT $' 150
+wait_state "$T1" '^TIMEOUT $' 150
 run "$S" squeue_timeout squeue -h --states=all -j "$T1" -o "$F"
 run "$S" scontrol_show_job_timeout scontrol -o show job "$T1"
 run "$P" qstat_f_torque_timeout qstat -f "$T1"

@@ -25,24 +25,10 @@ MINE=()
 cleanup() { [ "${#MINE[@]}" -eq 0 ] || scancel "${MINE[@]}" 2>/dev/null || true; }
 trap cleanup EXIT
 
-run() {   # run NAME CMD... : stdout -> NAME.txt, stderr -> NAME.stderr
-    local name=$1 rc=0
-    shift
-    "$@" >"$Q/$name.txt" 2>"$Q/$name.stderr" || rc=$?
-    [ -s "$Q/$name.stderr" ] || rm -f "$Q/$name.stderr"
-    printf '%s\t%s\t%s\n' "$name" "$rc" "$*" >>commands.tsv
-}
+. "$REPO/ci/capture-lib.sh"
+run() { capture "$Q" "$@"; }   # run NAME CMD... into $Q
 sub() { local id; id="$(sbatch --parsable -o /dev/null "$@")"; MINE+=("${id%%;*}"); echo "${id%%;*}"; }
 state() { squeue -h --states=all -j "$1" -o %T 2>/dev/null | sort -u | tr '\n' ' '; }
-wait_for() {  # wait_for ID 'REGEX' SECONDS
-    local i
-    for i in $(seq $(($3 * 5))); do
-        [[ "$(state "$1")" =~ $2 ]] && return 0
-        sleep 0.2
-    done
-    echo "capture: job $1 state '$(state "$1")' never matched $2" >&2
-    return 1
-}
 printf '#!/bin/bash\nsleep 600\n' >sleep.sh
 
 # -------------------------------------------- arrays with holes, long lists
@@ -56,7 +42,7 @@ run squeue_array_step env -u SLURM_BITSTR_LEN squeue --noheader --format="$F" --
 
 # --------------------------------------------------------- time formats
 R=$(sub -J hx-running --time=00:10:00 sleep.sh)
-wait_for "$R" RUNNING 30
+wait_state "$R" RUNNING 30
 run squeue_running_epoch env SLURM_TIME_FORMAT=%s squeue --noheader --states=all --format="$F" --jobs="$R"
 run squeue_running_relative env SLURM_TIME_FORMAT=relative squeue --noheader --states=all --format="$F" --jobs="$R"
 run squeue_running_iso_space env 'SLURM_TIME_FORMAT=%F %T' squeue --noheader --states=all --format="$F" --jobs="$R"
@@ -68,23 +54,23 @@ run sbatch_array_too_large sbatch --parsable -p down --array=0-1500 sleep.sh
 
 # ------------------------------------------------------ requeue, SPECIAL_EXIT
 scontrol requeue "$R"
-wait_for "$R" PENDING 20
+wait_state "$R" PENDING 20
 run squeue_requeued_epoch env SLURM_TIME_FORMAT=%s squeue --noheader --states=all --format="$F" --jobs="$R"
 run scontrol_show_job_requeued scontrol -o show job "$R"
 H=$(sub -J hx-special --time=00:10:00 sleep.sh)
-wait_for "$H" RUNNING 30
+wait_state "$H" RUNNING 30
 scontrol requeuehold State=SpecialExit "$H"
-wait_for "$H" SPECIAL_EXIT 30
+wait_state "$H" SPECIAL_EXIT 30
 run squeue_special_exit_epoch env SLURM_TIME_FORMAT=%s squeue --noheader --states=all --format="$F" --jobs="$H"
 scancel "$R" "$H" "$A" "$S"
 
 # ------------------------------------------------------------- preemption
 P=$(sub -J hx-preempt-requeue -p preemptable -c 32 --mem=1G sleep.sh)
 C=$(sub -J hx-preempt-cancel -p cancelable -c 32 --mem=1G sleep.sh)
-wait_for "$P" RUNNING 30
-wait_for "$C" RUNNING 30
+wait_state "$P" RUNNING 30
+wait_state "$C" RUNNING 30
 U=$(sub -J hx-urgent -p urgent -c 64 --mem=1G --time=1 --wrap 'sleep 5')
-wait_for "$C" PREEMPTED 30
+wait_state "$C" PREEMPTED 30
 sleep 1
 run squeue_preempted_epoch env SLURM_TIME_FORMAT=%s squeue --noheader --states=all --format="$F" --jobs="$P,$C"
 run scontrol_show_job_preempted_cancel scontrol -o show job "$C"

@@ -37,11 +37,8 @@ cd "$W"
 : >commands.tsv
 : >ids.tsv
 
-EXECD_PID=""
-for f in "$SGE_ROOT"/default/spool/*/execd.pid; do
-    [ -f "$f" ] && EXECD_PID="$(cat "$f")"
-done
-[ -n "$EXECD_PID" ] || { echo "capture: no execd pid file" >&2; exit 1; }
+. "$REPO/ci/capture-lib.sh"
+EXECD_PID="$(sge_execd_pid)"
 MINE="$W/mine.txt"
 : >"$MINE"
 cleanup() {
@@ -51,13 +48,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-run() {   # run NAME CMD...: stdout -> NAME.txt, stderr -> NAME.stderr (if any)
-    local name=$1 rc=0
-    shift
-    "$@" >"$G/$name.txt" 2>"$G/$name.stderr" || rc=$?
-    [ -s "$G/$name.stderr" ] || rm -f "$G/$name.stderr"
-    printf '%s\t%s\t%s\n' "sge/$name" "$rc" "$*" >>commands.tsv
-}
+run() { capture "$G" "$@"; }   # run NAME CMD... into $G
 sub() {   # sub WHAT ARGS...: qsub -terse; remember and print the (base) id
     local out
     out="$(qsub -terse -o "$W/out" -e "$W/out" "${@:2}")"
@@ -66,15 +57,6 @@ sub() {   # sub WHAT ARGS...: qsub -terse; remember and print the (base) id
     echo "${out%%.*}"
 }
 state() { qstat -u '*' | awk -v id="$1" '$1 == id {print $5}' | sort -u | tr '\n' ' '; }
-wait_state() {  # wait_state ID 'REGEX' SECONDS
-    local i
-    for i in $(seq $(($3 * 5))); do
-        [[ "$(state "$1")" =~ $2 ]] && return 0
-        sleep 0.2
-    done
-    echo "capture: job $1 state '$(state "$1")' never matched $2" >&2
-    return 1
-}
 wait_gone() {
     local i id left
     for i in $(seq 150); do

@@ -41,11 +41,8 @@ cd "$W"
 : >commands.tsv
 : >ids.tsv
 
-EXECD_PID=""
-for f in "$SGE_ROOT"/default/spool/*/execd.pid; do
-    [ -f "$f" ] && EXECD_PID="$(cat "$f")"
-done
-[ -n "$EXECD_PID" ] || { echo "capture: no execd pid file" >&2; exit 1; }
+. "$REPO/ci/capture-lib.sh"
+EXECD_PID="$(sge_execd_pid)"
 
 # every job id submitted here, one a line (a file: ids are noted from the
 # subshells of $(sub ...))
@@ -61,15 +58,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# run NAME CMD... : stdout -> $G/NAME.txt, stderr -> $G/NAME.stderr
-run() {
-    local name=$1 rc=0
-    shift
-    "$@" >"$G/$name.txt" 2>"$G/$name.stderr" || rc=$?
-    [ -s "$G/$name.stderr" ] || rm -f "$G/$name.stderr"
-    printf '%s\t%s\t%s\n' "sge/$name" "$rc" "$*" >>commands.tsv
-    return 0
-}
+run() { capture "$G" "$@"; }   # run NAME CMD... into $G
 note() { printf '%s\t%s\n' "$1" "$2" >>ids.tsv; }
 sub() {   # sub WHAT ARGS... : qsub -terse, remember the (base) id, print it
     local out id
@@ -81,15 +70,6 @@ sub() {   # sub WHAT ARGS... : qsub -terse, remember the (base) id, print it
 }
 # the states of job ID's lines in plain qstat (one per task line)
 state() { qstat -u '*' | awk -v id="$1" '$1 == id {print $5}' | sort -u | tr '\n' ' '; }
-wait_state() {  # wait_state ID 'REGEX' SECONDS
-    local i
-    for i in $(seq $(($3 * 5))); do
-        [[ "$(state "$1")" =~ $2 ]] && return 0
-        sleep 0.2
-    done
-    echo "capture: job $1 state '$(state "$1")' never matched $2" >&2
-    return 1
-}
 wait_gone() {  # wait_gone ID...: until qstat knows none of them
     local i id left
     for i in $(seq 150); do
