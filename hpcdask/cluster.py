@@ -34,6 +34,7 @@ from hpcdask.dashboard import HPCDashboard
 from hpcdask.deploy import JobSpecCluster
 from hpcdask.errors import InvalidOptionError, JobFailedError
 from hpcdask.manager import JobManager
+from hpcdask.noise import LOGGERS
 from hpcdask.options import JobOptions
 from hpcdask.profiles import load_profile
 from hpcdask.security import (
@@ -118,7 +119,8 @@ class HPCCluster(JobSpecCluster):
         # the dashboard's /hpc page and its history (hpcdask.dashboard)
         prefix = opts.scheduler_options.get("http_prefix")
         self._dashboard = HPCDashboard(self.view, str(prefix) if prefix else None)
-        logging.getLogger("distributed.scheduler").addFilter(self.manager.noise)
+        for name in LOGGERS:
+            logging.getLogger(name).addFilter(self.manager.noise)
         try:
             super().__init__(  # type: ignore[no-untyped-call]
                 scheduler={
@@ -238,7 +240,8 @@ class HPCCluster(JobSpecCluster):
             await super()._close()
         finally:
             self.credentials.remove()
-            logging.getLogger("distributed.scheduler").removeFilter(self.manager.noise)
+            for name in LOGGERS:
+                logging.getLogger(name).removeFilter(self.manager.noise)
 
     def mpi_job_script(
         self,
@@ -274,7 +277,9 @@ def scheduler_options(
         "protocol": opts.protocol,
         "security": security,
     }
-    if opts.interface:
+    # dask-jobqueue's meaning: interface is the workers' and the scheduler's,
+    # unless scheduler_options chooses the scheduler's own address
+    if opts.interface and not {"host", "interface"} & set(opts.scheduler_options):
         options["interface"] = opts.interface
     options.update(opts.scheduler_options)
     plugins = opts.scheduler_options.get("plugins") or []

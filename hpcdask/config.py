@@ -221,7 +221,7 @@ def adaptive_settings(
     params = PolicyParams(
         minimum_jobs=lowest,
         maximum_jobs=highest,
-        workers_per_job=opts.processes,
+        workers_per_job=opts.workers_per_job,
         max_pending_jobs=_adaptive_setting(
             "max-pending-jobs",
             arguments.get("max_pending_jobs"),
@@ -269,9 +269,9 @@ def _job_bounds(
     lows = [jobs[0] or 0]
     highs = [jobs[1] if jobs[1] is not None else 2**31]
     for (low, high), per_job in (
-        (workers, opts.processes),
-        (cores, opts.cores),
-        (memory, opts.memory),
+        (workers, opts.workers_per_job),
+        (cores, opts.cores_per_job),
+        (memory, opts.memory_per_job),
     ):
         if low is not None:
             lows.append(math.ceil(low / per_job))

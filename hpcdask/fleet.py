@@ -77,8 +77,10 @@ class Fleet:
         the job script for a list of job names (an array script for several).
     name
         the prefix of job names: jobs are ``name-0``, ``name-1``, ...
-    processes
-        worker processes per job (their workers are ``JOB-0``, ``JOB-1``...).
+    suffixes
+        what a job's name is followed by in its workers' names: ``[""]`` for
+        one worker, ``["-0", "-1", ...]`` for several (see
+        :func:`hpcdask.jobs.worker_suffixes`).
     scheduler
         what the fleet asks of the scheduler (retire, drain).
     """
@@ -88,7 +90,7 @@ class Fleet:
         table: JobTable,
         render: Callable[[list[str]], str],
         name: str,
-        processes: int,
+        suffixes: list[str],
         scheduler: SchedulerActions,
     ) -> None:
         self.table = table
@@ -106,8 +108,8 @@ class Fleet:
         self.replace_ended = True
         self.closing = False
         self._spec: JobSpec = {"cls": BatchJob, "options": {}}
-        if processes > 1:
-            self._spec["group"] = [f"-{i}" for i in range(processes)]
+        if suffixes != [""]:
+            self._spec["group"] = list(suffixes)
         self._counter = 0
         self._lock = asyncio.Lock()
         self._sync_waiting: asyncio.Future[None] | None = None

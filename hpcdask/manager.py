@@ -19,13 +19,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dask.utils import parse_bytes
+from distributed.comm.addressing import get_address_host
 
 from hpcdask.adaptive import AdaptiveJobs
 from hpcdask.config import AdaptiveSettings, ClusterSettings
 from hpcdask.cost import Usage, job_resources, measure_usage
 from hpcdask.errors import JobFailedError
 from hpcdask.fleet import Fleet
-from hpcdask.jobs import JobTable
+from hpcdask.jobs import JobTable, worker_suffixes
+from hpcdask.network import choose_scheduler_host, is_loopback, with_host
 from hpcdask.noise import SchedulerNoise
 from hpcdask.options import JobOptions
 from hpcdask.probe import ClusterScaling, SchedulerProbe
@@ -36,6 +38,9 @@ from hpcdask.view import ClusterView, build_view, copied
 __all__ = ["JobManager"]
 
 logger = logging.getLogger(__name__)
+
+#: hosts a server listening on all interfaces reports
+_WILDCARDS = ("0.0.0.0", "::", "")
 
 
 class JobManager:
@@ -73,7 +78,7 @@ class JobManager:
             self.table, opts.walltime, opts.threads_per_worker, self.noise.add
         )
         self.fleet = Fleet(
-            self.table, self.render, opts.name, opts.processes, self.probe
+            self.table, self.render, opts.name, worker_suffixes(opts), self.probe
         )
         self.adaptive: AdaptiveJobs | None = None
         self.scheduler_address = ""
@@ -88,6 +93,30 @@ class JobManager:
         self.scheduler_address = address
         if self._poll_task is None:
             self._poll_task = asyncio.ensure_future(self._poll_loop())
+
+    async def workers_address(self, scheduler: Any) -> str:
+        """The scheduler's address as the workers are given it.
+
+        Distributed's ``contact_address`` when set, and the address the
+        scheduler bound when it bound one (``host``/``interface``); when it
+        listens on all interfaces, its port at the host that
+        :func:`hpcdask.network.choose_scheduler_host` picks (asks the queue
+        for its controller: one quick command).
+        """
+        contact = getattr(scheduler, "contact_address", None)
+        address = str(contact or scheduler.address)
+        if not contact and get_address_host(scheduler.listen_address) in _WILDCARDS:
+            chosen = choose_scheduler_host(await self.backend.controller_host())
+            address = with_host(address, chosen.host)
+            logger.info("workers reach the scheduler at %s: %s", address, chosen.why)
+        if self.options.system != "local" and is_loopback(get_address_host(address)):
+            logger.warning(
+                "the workers are given a loopback address for the scheduler "
+                "(%s): on a compute node that is the node itself. Pass "
+                "interface= or scheduler_options={'host': ...}",
+                address,
+            )
+        return address
 
     async def stop(self) -> None:
         """Before the cluster closes: no more polls or adaptive decisions; jobs
@@ -113,11 +142,11 @@ class JobManager:
         opts = self.options
         wanted = jobs
         if n is not None:
-            wanted = max(wanted, math.ceil(n / opts.processes))
+            wanted = max(wanted, math.ceil(n / opts.workers_per_job))
         if memory is not None:
-            wanted = max(wanted, math.ceil(parse_bytes(memory) / opts.memory))
+            wanted = max(wanted, math.ceil(parse_bytes(memory) / opts.memory_per_job))
         if cores is not None:
-            wanted = max(wanted, math.ceil(cores / opts.cores))
+            wanted = max(wanted, math.ceil(cores / opts.cores_per_job))
         return wanted
 
     def scale_to(self, jobs: int) -> None:

@@ -48,11 +48,22 @@ _OPTIONS: dict[str, tuple[object, str]] = {
         "dask-worker",
         "worker name prefix; jobs are NAME-0, NAME-1... (plain $VARS allowed)",
     ),
-    "cores": (None, "cores per job (required here or as an argument)"),
-    "memory": (None, "memory per job, e.g. 109GB (required here or as an argument)"),
-    "processes": (None, "worker processes per job (default: about sqrt(cores))"),
+    "cores": (None, "cores per job and node (required here or as an argument)"),
+    "memory": (
+        None,
+        "memory per job and node, e.g. 109GB (required here or as an argument)",
+    ),
+    "processes": (
+        None,
+        "worker processes per job and node (default: about sqrt(cores))",
+    ),
+    "nodes": (1, "nodes per job; workers start on every node (srun / pbsdsh)"),
     "python": (None, "python on the compute nodes (default: this interpreter)"),
     "interface": (None, "network interface workers and scheduler use, e.g. ib0"),
+    "worker_interface": (
+        None,
+        "the workers' interface when it differs from the scheduler's, e.g. hsn0",
+    ),
     "death_timeout": (60, "seconds a worker waits for a lost scheduler"),
     "local_directory": (None, "worker scratch space, e.g. $TMPDIR"),
     "worker_command": (
@@ -116,6 +127,8 @@ _PROTOCOLS = ("tcp://", "tls://", "ucx://", "ws://", "wss://", "inproc://")
 class JobOptions:
     """Validated options of one cluster's batch jobs.
 
+    ``cores``, ``memory`` and ``processes`` are per node: a job of ``nodes``
+    nodes holds ``nodes * cores`` cores and runs ``nodes * processes`` workers.
     ``memory`` and ``job_mem`` are bytes; ``walltime`` and ``death_timeout`` seconds.
     ``worker_extra_args``, ``python``, ``local_directory`` and ``name`` may hold plain
     ``$VARS`` that the job's shell expands; they are rendered with
@@ -135,10 +148,12 @@ class JobOptions:
     log_directory: str
     death_timeout: float
     nanny: bool
+    nodes: int = 1
     worker_start_method: str = "fork"
     queue: str | None = None
     account: str | None = None
     interface: str | None = None
+    worker_interface: str | None = None
     local_directory: str | None = None
     protocol: str | None = None
     job_cpu: int | None = None
@@ -151,6 +166,27 @@ class JobOptions:
     job_extra_directives: tuple[str, ...] = ()
     job_directives_skip: tuple[str, ...] = ()
     scheduler_options: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def workers_per_job(self) -> int:
+        """Worker processes of one job: ``processes`` on each of its nodes."""
+        return self.nodes * self.processes
+
+    @property
+    def cores_per_job(self) -> int:
+        """Cores of one job, all its nodes together."""
+        return self.nodes * self.cores
+
+    @property
+    def memory_per_job(self) -> int:
+        """Memory of one job in bytes, all its nodes together."""
+        return self.nodes * self.memory
+
+    @property
+    def worker_interface_name(self) -> str | None:
+        """The interface the workers listen on: ``worker_interface``, else
+        ``interface`` (dask-jobqueue's meaning: workers and scheduler)."""
+        return self.worker_interface or self.interface
 
     @property
     def threads_per_worker(self) -> int:
@@ -207,6 +243,10 @@ def validate_options(system: str, raw: Mapping[str, object]) -> JobOptions:
     worker = _worker_options(raw)
     checked = {key: check(key, raw[key]) for key, check in _FIELD_CHECKS.items()}
     walltime = raw["walltime"] or ("168:00:00" if system == "local" else "00:30:00")
+    if system == "local" and checked["nodes"] > 1:
+        raise InvalidOptionError(
+            "nodes", checked["nodes"], "the local backend runs on this host: use 1"
+        )
     return JobOptions(
         system=system,
         name=name,
@@ -348,6 +388,8 @@ _FIELD_CHECKS: dict[str, Check] = {
     "queue": _optional(check_identifier),
     "account": _optional(check_identifier),
     "interface": _optional(check_identifier),
+    "worker_interface": _optional(check_identifier),
+    "nodes": check_positive_int,
     "job_cpu": _optional(check_positive_int),
     "job_mem": _optional(parse_memory),
     "job_script_prologue": check_lines,

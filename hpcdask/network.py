@@ -1,0 +1,202 @@
+"""Which address workers on other hosts use to reach the scheduler, and the
+check a job makes before its workers start.
+
+A login node has several interfaces (a public one with the default route, a
+cluster network, a high-speed one) and its hostname may resolve to 127.0.x.x,
+which on a compute node is that node's own loopback. The scheduler listens on
+all interfaces; the address it gives the workers is chosen by
+:func:`choose_scheduler_host`: the address of this host's route to the batch
+controller (the compute nodes talk to the controller too, so that network
+reaches them), else that of the default route, never a loopback address while
+another exists.
+
+Before a job starts its workers, it runs :data:`PREFLIGHT` with the job's own
+Python on every node (:func:`preflight_words`): a connection (and, with TLS, a
+handshake) to the scheduler within a few seconds, or one line on stderr naming
+the address, the node and what to change, and a non-zero exit. Without it, a
+worker that cannot reach the scheduler retries for ``death_timeout`` (60 s)
+and says only that it timed out.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import shlex
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from hpcdask.validation import command_word, shell_word
+
+__all__ = [
+    "PREFLIGHT",
+    "PREFLIGHT_TIMEOUT",
+    "SchedulerHost",
+    "choose_scheduler_host",
+    "is_loopback",
+    "local_address_towards",
+    "preflight_words",
+    "with_host",
+]
+
+logger = logging.getLogger(__name__)
+
+#: the longest a job waits for the scheduler before it gives up (seconds); a
+#: reachable scheduler answers in milliseconds, the first contact over an
+#: IPoIB network can take a second or two
+PREFLIGHT_TIMEOUT = 10.0
+
+# an address no packet is sent to: a UDP socket's connect() only picks the
+# route, as distributed's get_ip() does
+_DEFAULT_ROUTE_PROBE = "8.8.8.8"
+
+
+@dataclass(frozen=True)
+class SchedulerHost:
+    """The host the workers are given for the scheduler, and why it was chosen."""
+
+    host: str
+    why: str
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is an address of the loopback network (127.x, ::1)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def local_address_towards(host: str) -> str | None:
+    """This host's IPv4 address on the route to ``host`` (``None``: no route,
+    or ``host`` does not resolve). Sends nothing."""
+    try:
+        infos = socket.getaddrinfo(host, 9, socket.AF_INET, socket.SOCK_DGRAM)
+    except (OSError, UnicodeError):
+        return None
+    for family, kind, _, _, sockaddr in infos:
+        with socket.socket(family, kind) as sock:
+            try:
+                sock.connect(sockaddr)
+            except OSError:
+                continue
+            return str(sock.getsockname()[0])
+    return None
+
+
+def choose_scheduler_host(controller: str | None) -> SchedulerHost:
+    """The address to give workers for a scheduler listening on all interfaces.
+
+    In order: this host's address on the route to the batch ``controller``
+    (when known and not loopback), on the default route, the hostname's
+    address; loopback only when nothing else exists (logged as a warning: no
+    other host can reach it).
+    """
+    candidates: list[tuple[str | None, str]] = []
+    if controller:
+        candidates.append(
+            (
+                local_address_towards(controller),
+                f"this host's address on the route to the batch controller "
+                f"({controller})",
+            )
+        )
+    candidates.append(
+        (local_address_towards(_DEFAULT_ROUTE_PROBE), "the default route's address")
+    )
+    hostname = socket.gethostname()
+    candidates.append(
+        (local_address_towards(hostname), f"the address of the hostname {hostname}")
+    )
+    for host, why in candidates:
+        if host and not is_loopback(host):
+            return SchedulerHost(host, why)
+    logger.warning(
+        "this host has no address but loopback: workers on other hosts cannot "
+        "reach the scheduler; pass interface= or scheduler_options={'host': ...}"
+    )
+    return SchedulerHost("127.0.0.1", "no other address found")
+
+
+def with_host(address: str, host: str) -> str:
+    """``address`` (``proto://ip:port``) with its host replaced by ``host``."""
+    protocol, sep, rest = address.rpartition("://")
+    _, _, port = rest.rpartition(":")
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{protocol}{sep}{host}:{port}"
+
+
+#: run with the job's Python as ``python -c PREFLIGHT ADDRESS TIMEOUT [CA CERT
+#: KEY]``; exits 0 when the scheduler answers (and a TLS handshake with the
+#: worker's credentials succeeds), else 1 with one line on stderr. A refused
+#: connection fails after three tries a second apart (nothing listens there:
+#: the scheduler starts before any job), anything else is tried again until
+#: ``TIMEOUT`` seconds have passed. Written for any Python 3.8+, with nothing
+#: but the standard library, and no single quote (the job script quotes it
+#: with single quotes).
+PREFLIGHT = """\
+import socket, ssl, sys, time
+address, timeout, *tls = sys.argv[1:]
+host, port = address.split("://")[-1].rsplit(":", 1)
+start = time.monotonic()
+end, tries = start + float(timeout), 0
+def fail(what, hint):
+    sys.exit(f"hpcdask: node {socket.gethostname()} {what}; {hint}")
+while True:
+    try:
+        wait = max(end - time.monotonic(), 1.0)
+        sock = socket.create_connection((host.strip("[]"), int(port)), wait)
+        break
+    except OSError as e:
+        tries += 1
+        refused = isinstance(e, ConnectionRefusedError) and tries >= 3
+        if refused or time.monotonic() + 1 > end:
+            seconds = time.monotonic() - start
+            fail(f"cannot reach the scheduler at {address} "
+                 f"({e}, after {seconds:.1f} s)",
+                 "choose the address with interface= or scheduler_options="
+                 "{\\"interface\\": ...} or {\\"host\\": ...} (docs: Multi-node jobs)")
+        time.sleep(1)
+try:
+    if tls:
+        context = ssl.create_default_context(cafile=tls[0])
+        context.check_hostname = False
+        context.load_cert_chain(tls[1], tls[2])
+        sock = context.wrap_socket(sock)
+except OSError as e:
+    fail(f"reached the scheduler at {address} but not over TLS ({e})",
+         "the nodes must read the files in shared_temp_directory")
+sock.close()
+"""
+
+
+def preflight_words(
+    python: str,
+    scheduler_address: str,
+    security_args: Sequence[str] = (),
+    timeout: float = PREFLIGHT_TIMEOUT,
+) -> list[str]:
+    """The pre-flight command as shell words: ``python -c PREFLIGHT ...``.
+
+    ``security_args`` are the worker's ``--tls-*`` arguments; with all three
+    files the check makes a TLS handshake (so the scheduler sees a client that
+    closed after connecting, not a failed handshake).
+    """
+    words = [
+        command_word("python", python),
+        "-c",
+        shlex.quote(PREFLIGHT),
+        shell_word("scheduler address", scheduler_address),
+        f"{timeout:g}",
+    ]
+    tls = dict(zip(security_args[::2], security_args[1::2], strict=False))
+    files = [tls.get(flag) for flag in ("--tls-ca-file", "--tls-cert", "--tls-key")]
+    if all(files):
+        words += [shell_word("security", path) for path in files if path]
+    return words
