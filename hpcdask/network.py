@@ -141,7 +141,7 @@ def with_host(address: str, host: str) -> str:
 #: but the standard library, and no single quote (the job script quotes it
 #: with single quotes).
 PREFLIGHT = """\
-import socket, ssl, sys, time
+import os, socket, ssl, sys, time
 address, timeout, *tls = sys.argv[1:]
 host, port = address.split("://")[-1].rsplit(":", 1)
 start = time.monotonic()
@@ -163,15 +163,19 @@ while True:
                  "choose the address with interface= or scheduler_options="
                  "{\\"interface\\": ...} or {\\"host\\": ...} (docs: Multi-node jobs)")
         time.sleep(1)
-try:
-    if tls:
+if tls:
+    try:
         context = ssl.create_default_context(cafile=tls[0])
         context.check_hostname = False
         context.load_cert_chain(tls[1], tls[2])
+    except OSError as e:
+        fail(f"cannot read the TLS files in {os.path.dirname(tls[0])} ({e})",
+             "shared_temp_directory must be on a file system the nodes share")
+    try:
         sock = context.wrap_socket(sock)
-except OSError as e:
-    fail(f"reached the scheduler at {address} but not over TLS ({e})",
-         "the nodes must read the files in shared_temp_directory")
+    except OSError as e:
+        fail(f"reached {address} but the TLS handshake failed ({e})",
+             "is this the scheduler of another cluster?")
 sock.close()
 """
 
