@@ -65,6 +65,11 @@ class SchedulerActions(Protocol):
         """Give no new task to the workers of these jobs."""
         ...
 
+    async def forget(self, worker_names: list[str]) -> None:
+        """Remove these workers now: their job has ended, and a worker still
+        connected is on a node cut off from the queue."""
+        ...
+
 
 class Fleet:
     """The wanted jobs of one cluster and the handles of those submitted.
@@ -111,6 +116,7 @@ class Fleet:
         if suffixes != [""]:
             self._spec["group"] = list(suffixes)
         self._counter = 0
+        self._forgetting: set[asyncio.Future[None]] = set()
         self._lock = asyncio.Lock()
         self._sync_waiting: asyncio.Future[None] | None = None
 
@@ -161,6 +167,15 @@ class Fleet:
         job = self.handles.pop(record.name, None)
         if job is not None:
             job.status = Status.closed
+        if record.workers:
+            # the queue says the job is gone: workers it still shows are on a
+            # node that lost its network, holding tasks until their connections
+            # time out (minutes); the scheduler gives those tasks to others now
+            forgetting = asyncio.ensure_future(
+                self.scheduler.forget(sorted(record.workers))
+            )
+            self._forgetting.add(forgetting)
+            forgetting.add_done_callback(self._forgetting.discard)
         if record.failed_start or not self.replace_ended:
             self.wanted.pop(record.name, None)
             return

@@ -132,8 +132,9 @@ def with_host(address: str, host: str) -> str:
     return f"{protocol}{sep}{host}:{port}"
 
 
-#: run with the job's Python as ``python -c PREFLIGHT ADDRESS TIMEOUT [CA CERT
-#: KEY]``; exits 0 when the scheduler answers (and a TLS handshake with the
+#: run with the job's Python as ``python -c PREFLIGHT ADDRESS TIMEOUT INTERFACE
+#: [CA CERT KEY]``; exits 0 when the node has the workers' ``INTERFACE`` (``-``:
+#: none chosen) and the scheduler answers (and a TLS handshake with the
 #: worker's credentials succeeds), else 1 with one line on stderr. A refused
 #: connection fails after three tries a second apart (nothing listens there:
 #: the scheduler starts before any job), anything else is tried again until
@@ -142,12 +143,17 @@ def with_host(address: str, host: str) -> str:
 #: with single quotes).
 PREFLIGHT = """\
 import os, socket, ssl, sys, time
-address, timeout, *tls = sys.argv[1:]
+address, timeout, interface, *tls = sys.argv[1:]
 host, port = address.split("://")[-1].rsplit(":", 1)
 start = time.monotonic()
 end, tries = start + float(timeout), 0
 def fail(what, hint):
     sys.exit(f"hpcdask: node {socket.gethostname()} {what}; {hint}")
+names = [name for _, name in socket.if_nameindex()]
+if interface != "-" and interface not in names:
+    have = ", ".join(names)
+    fail(f"has no network interface {interface} (it has {have})",
+         "the workers use worker_interface=, else interface= (the scheduler too)")
 while True:
     try:
         wait = max(end - time.monotonic(), 1.0)
@@ -185,12 +191,14 @@ def preflight_words(
     scheduler_address: str,
     security_args: Sequence[str] = (),
     timeout: float = PREFLIGHT_TIMEOUT,
+    interface: str | None = None,
 ) -> list[str]:
     """The pre-flight command as shell words: ``python -c PREFLIGHT ...``.
 
-    ``security_args`` are the worker's ``--tls-*`` arguments; with all three
-    files the check makes a TLS handshake (so the scheduler sees a client that
-    closed after connecting, not a failed handshake).
+    ``interface`` is the one the workers will listen on (an interface checked
+    already). ``security_args`` are the worker's ``--tls-*`` arguments; with
+    all three files the check makes a TLS handshake (so the scheduler sees a
+    client that closed after connecting, not a failed handshake).
     """
     words = [
         command_word("python", python),
@@ -198,6 +206,7 @@ def preflight_words(
         shlex.quote(PREFLIGHT),
         shell_word("scheduler address", scheduler_address),
         f"{timeout:g}",
+        interface or "-",
     ]
     tls = dict(zip(security_args[::2], security_args[1::2], strict=False))
     files = [tls.get(flag) for flag in ("--tls-ca-file", "--tls-cert", "--tls-key")]

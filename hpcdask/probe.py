@@ -157,6 +157,27 @@ class SchedulerProbe:
                 "paused", ws, stimulus_id=f"hpcdask-drain-{time.time()}"
             )
 
+    async def forget(self, worker_names: list[str]) -> None:
+        """Remove these workers from the scheduler without waiting for them
+        (their job has ended; they cannot hand anything over)."""
+        if self._scheduler is None:
+            return
+        wanted = set(worker_names)
+        addresses = [
+            ws.address
+            for ws in self._scheduler.workers.values()
+            if str(ws.name) in wanted
+        ]
+        self.note_retired(addresses)
+        for address in addresses:
+            logger.warning("removing worker %s: its job has ended", address)
+            try:
+                await self._scheduler.remove_worker(
+                    address, stimulus_id=f"hpcdask-job-ended-{time.time()}"
+                )
+            except Exception:  # the worker may have left meanwhile
+                logger.exception("removing worker %s failed", address)
+
     async def retire(self, worker_names: list[str]) -> None:
         """Retire these workers through the scheduler (data handed over, at most
         a minute); a failure leaves them to be cancelled with their jobs."""

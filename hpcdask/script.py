@@ -126,16 +126,19 @@ def _start_lines(
         scheduler_address,
         security_args,
         timeout=min(PREFLIGHT_TIMEOUT, opts.death_timeout),
+        interface=opts.worker_interface_name,
     )
     if opts.nodes == 1:
         argv = worker_argv(opts, scheduler_address, name_word, security_args)
         return [" ".join(check) + " || exit 1", " ".join(argv)]
-    launcher = system.node_launcher(opts)
     argv = worker_argv(opts, scheduler_address, None, security_args)
     node = _node_wrapper(system, name_word, workdir, exports)
+    # every node's check runs to its end, so each says what it found
+    launch_check = system.node_launcher(opts)
+    launch_workers = system.node_launcher(opts, all_or_none=True)
     return [
-        " ".join([*launcher, *check]) + " || exit 1",
-        " ".join([*launcher, *node, *argv]),
+        " ".join([*launch_check, *check]) + " || exit 1",
+        " ".join([*launch_workers, *node, *argv]),
     ]
 
 

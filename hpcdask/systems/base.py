@@ -50,9 +50,11 @@ class BatchSystem:
     #: job's original environment, in the home directory)
     launcher_keeps_environment: bool = True
 
-    def node_launcher(self, opts: JobOptions) -> list[str]:
+    def node_launcher(self, opts: JobOptions, all_or_none: bool = False) -> list[str]:
         """The words that run a command once on every node of a job with
-        ``opts.nodes`` nodes (only used when ``opts.nodes > 1``)."""
+        ``opts.nodes`` nodes (only used when ``opts.nodes > 1``); with
+        ``all_or_none``, a task that fails ends the others, where the system
+        can."""
         raise NotImplementedError(f"{self.name} runs single-node jobs only")
 
     def render_directives(self, opts: JobOptions, array_size: int = 1) -> list[str]:

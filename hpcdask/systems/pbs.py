@@ -68,7 +68,7 @@ class PBS(QueueCommands):
     node_index_variable = "PBS_VNODENUM"
     launcher_keeps_environment = False
 
-    def node_launcher(self, opts: JobOptions) -> list[str]:
+    def node_launcher(self, opts: JobOptions, all_or_none: bool = False) -> list[str]:
         return ["pbsdsh", "--"]
 
     def submit_argv(self, script_path: str) -> list[str]:

@@ -79,16 +79,19 @@ class Slurm(QueueCommands):
 
     node_index_variable = "SLURM_NODEID"
 
-    def node_launcher(self, opts: JobOptions) -> list[str]:
+    def node_launcher(self, opts: JobOptions, all_or_none: bool = False) -> list[str]:
         # --cpus-per-task given again: srun from Slurm 22.05 on does not read
-        # it from the job's environment. --kill-on-bad-exit: a node whose workers die
-        # ends the whole job, which is then replaced (whole jobs, not parts)
-        return [
+        # it from the job's environment
+        words = [
             "srun",
             "--ntasks-per-node=1",
             f"--cpus-per-task={opts.job_cpu or opts.cores}",
-            "--kill-on-bad-exit=1",
         ]
+        if all_or_none:
+            # a node whose workers die ends the whole job, which is then
+            # replaced: jobs are whole or gone
+            words.append("--kill-on-bad-exit=1")
+        return words
 
     def submit_argv(self, script_path: str) -> list[str]:
         return ["sbatch", "--parsable", script_path]

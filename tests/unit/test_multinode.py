@@ -86,14 +86,15 @@ def test_slurm_two_node_script() -> None:
     ]
     assert "#SBATCH -n 1" not in script
     check, workers = commands(script)[-2:]
-    srun = "srun --ntasks-per-node=1 --cpus-per-task=8 --kill-on-bad-exit=1"
-    # the check runs on every node, then the workers do
+    srun = "srun --ntasks-per-node=1 --cpus-per-task=8"
+    # the check runs on every node (each to its end), then the workers do
     assert check == (
-        f"{srun} {opts.python} -c PREFLIGHT {ADDRESS} 10 "
+        f"{srun} {opts.python} -c PREFLIGHT {ADDRESS} 10 - "
         "/s/ca.pem /s/cert.pem /s/key.pem || exit 1"
     )
     words = shlex.split(workers)
-    assert workers.startswith(f"{srun} bash -c ")
+    # the workers of a job live and die together
+    assert workers.startswith(f"{srun} --kill-on-bad-exit=1 bash -c ")
     # a shell on each node names its workers JOB-<node index>
     assert words[4:8] == [
         "bash", "-c", 'exec "$@" --name "$0-$SLURM_NODEID"', "dask-worker-3"
@@ -121,7 +122,7 @@ def test_one_node_script_is_unchanged_but_for_the_check() -> None:
     assert "srun" not in script and "bash -c" not in script
     check, workers = commands(script)[-2:]
     assert check.endswith(
-        f"-c PREFLIGHT {ADDRESS} 10 /s/ca.pem /s/cert.pem /s/key.pem || exit 1"
+        f"-c PREFLIGHT {ADDRESS} 10 - /s/ca.pem /s/cert.pem /s/key.pem || exit 1"
     )
     assert " --name w " in workers
 
@@ -134,7 +135,7 @@ def test_pbs_two_node_script() -> None:
     assert "#PBS -l select=2:ncpus=8:mem=16384mb" in script
     assert "#PBS -l place=scatter" in script
     check, workers = commands(script)[-2:]
-    assert check == f"pbsdsh -- {opts.python} -c PREFLIGHT {ADDRESS} 10 || exit 1"
+    assert check == f"pbsdsh -- {opts.python} -c PREFLIGHT {ADDRESS} 10 - || exit 1"
     words = shlex.split(workers)
     # pbsdsh starts tasks in the job's first environment, in the home directory
     assert words[:9] == [

@@ -153,13 +153,13 @@ def test_the_check_quotes_as_one_shell_word() -> None:
     assert "'" not in PREFLIGHT  # the job script single-quotes it
     words = preflight_words("/opt/py/bin/python", "tls://10.0.0.1:8786", timeout=7)
     assert shlex.split(" ".join(words)) == [
-        "/opt/py/bin/python", "-c", PREFLIGHT, "tls://10.0.0.1:8786", "7"
+        "/opt/py/bin/python", "-c", PREFLIGHT, "tls://10.0.0.1:8786", "7", "-"
     ]  # fmt: skip
 
 
 def test_refused_fails_in_seconds_naming_node_address_and_options() -> None:
     address = f"tls://127.0.0.1:{free_port()}"
-    message = preflight(address, "10")
+    message = preflight(address, "10", "-")
     assert message.startswith(
         f"hpcdask: node {socket.gethostname()} cannot reach the scheduler at "
         f"{address} ([Errno 111] Connection refused, after 2."
@@ -168,10 +168,22 @@ def test_refused_fails_in_seconds_naming_node_address_and_options() -> None:
     assert "\n" not in message  # one line on the job's stderr
 
 
+def test_a_missing_worker_interface_is_named_with_those_the_node_has() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        assert preflight(f"tcp://127.0.0.1:{port}", "5", "lo") == ""
+        message = preflight(f"tcp://127.0.0.1:{port}", "5", "ib7")
+    assert f"node {socket.gethostname()} has no network interface ib7 (it has " in (
+        message
+    )
+    assert "lo" in message.split("(it has ")[1] and "worker_interface=" in message
+    assert preflight_words("python", "tcp://h:1", interface="ib0")[-1] == "ib0"
+
+
 def test_a_listening_scheduler_passes() -> None:
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
-        assert preflight(f"tcp://127.0.0.1:{port}", "5") == ""
+        assert preflight(f"tcp://127.0.0.1:{port}", "5", "-") == ""
 
 
 @pytest.fixture
@@ -210,7 +222,7 @@ def test_tls_handshake_with_the_workers_files(tls_files: list[str]) -> None:
     handshakes: list[str] = []
     server, port, thread = tls_server(paths, handshakes)
     with server:
-        assert preflight(f"tls://127.0.0.1:{port}", "5", *paths) == ""
+        assert preflight(f"tls://127.0.0.1:{port}", "5", "-", *paths) == ""
         thread.join(5)
     assert handshakes[:1] and handshakes[0].startswith("TLS")
     words = preflight_words("python", "tls://10.0.0.1:1", tls_files)
@@ -227,7 +239,7 @@ def test_another_clusters_scheduler_fails_the_handshake(
     try:
         server, port, _ = tls_server(other.args[1::2], [])
         with server:
-            message = preflight(f"tls://127.0.0.1:{port}", "5", *tls_files[1::2])
+            message = preflight(f"tls://127.0.0.1:{port}", "5", "-", *tls_files[1::2])
     finally:
         other.remove()
     assert f"reached tls://127.0.0.1:{port} but the TLS handshake failed" in message
@@ -238,7 +250,7 @@ def test_unreadable_tls_files_are_named(tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
         missing = str(tmp_path / "ca.pem")
-        message = preflight(f"tls://127.0.0.1:{port}", "5", missing, "c", "k")
+        message = preflight(f"tls://127.0.0.1:{port}", "5", "-", missing, "c", "k")
     assert f"cannot read the TLS files in {tmp_path} (" in message
     assert "shared_temp_directory must be on a file system the nodes share" in message
 

@@ -107,7 +107,7 @@ def test_prologue_epilogue_and_worker_args_in_order() -> None:
     # after the prologue (which may load the python), before the workers: the
     # check that the scheduler answers (10 s, or the death timeout if shorter)
     assert lines[i + 2].split()[1:] == [
-        "-c", "PREFLIGHT", "tcp://10.0.0.1:8786", "10", "||", "exit", "1"
+        "-c", "PREFLIGHT", "tcp://10.0.0.1:8786", "10", "ib0", "||", "exit", "1"
     ]  # fmt: skip
     assert lines[i + 3].split()[1:3] == ["-m", "distributed.cli.dask_worker"]
     assert lines[i + 4] == "echo done"
