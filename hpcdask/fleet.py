@@ -167,15 +167,7 @@ class Fleet:
         job = self.handles.pop(record.name, None)
         if job is not None:
             job.status = Status.closed
-        if record.workers:
-            # the queue says the job is gone: workers it still shows are on a
-            # node that lost its network, holding tasks until their connections
-            # time out (minutes); the scheduler gives those tasks to others now
-            forgetting = asyncio.ensure_future(
-                self.scheduler.forget(sorted(record.workers))
-            )
-            self._forgetting.add(forgetting)
-            forgetting.add_done_callback(self._forgetting.discard)
+        self.forget_workers(record)
         if record.failed_start or not self.replace_ended:
             self.wanted.pop(record.name, None)
             return
@@ -191,6 +183,22 @@ class Fleet:
             del self.wanted[record.name]
             self._add()
             self.sync()
+
+    def forget_workers(self, record: JobRecord) -> None:
+        """Remove the job's still-connected workers from the scheduler now.
+
+        For a job the queue says is gone (ended, or requeued to run again
+        elsewhere): workers it still shows are on a node that lost its
+        network. They hold their tasks until their connections time out
+        (minutes), and their names, which a restarted job's workers need.
+        """
+        if not record.workers:
+            return
+        forgetting = asyncio.ensure_future(
+            self.scheduler.forget(sorted(record.workers))
+        )
+        self._forgetting.add(forgetting)
+        forgetting.add_done_callback(self._forgetting.discard)
 
     async def apply(self, decision: ScaleDecision) -> None:
         """Follow an adaptive decision: one submission for all new jobs, one
