@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from distributed import Client
 
-from hpcdask import JobFailedError, SLURMCluster
+from hpcdask import JobFailedError, PBSCluster, SLURMCluster
 from tests.integration.conftest import MultiNode
 
 HOSTS = {"10.77.0.11": "mn1", "10.77.0.12": "mn2", "10.77.0.13": "mn3", "10.77.0.14": "mn4"}  # fmt: skip
@@ -158,3 +158,19 @@ def test_worker_interface_differs_from_the_schedulers(on_multinode: MultiNode) -
             hosts = {w["host"] for w in client.scheduler_info()["workers"].values()}
             assert len(hosts) == 2 and hosts <= set(site.nodes.values())
             assert client.submit(square, 7).result() == 49
+
+
+def test_pbs_two_node_job_through_slurms_torque_commands(
+    on_multinode: MultiNode,
+) -> None:
+    """What can be checked here of PBS: Slurm's qsub gives the select=2 job two
+    nodes. Its workers cannot start: the site has no pbsdsh (PBS's launcher),
+    and the job says so at once instead of hanging."""
+    with PBSCluster(cores=1, memory="1GB", nodes=2) as cluster:
+        assert "#PBS -l select=2:ncpus=1:mem=954mb" in cluster.job_script()
+        cluster.scale(jobs=1)
+        with Client(cluster) as client, pytest.raises(JobFailedError) as failed:
+            client.wait_for_workers(1, timeout=60)
+        (job_id,) = cluster.jobs()["job_id"]
+        assert on_multinode.job_field(job_id, "NumNodes") == "2"
+        assert "pbsdsh: command not found" in "\n".join(failed.value.log_tail)
