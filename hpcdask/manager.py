@@ -106,7 +106,11 @@ class JobManager:
         contact = getattr(scheduler, "contact_address", None)
         address = str(contact or scheduler.address)
         if not contact and get_address_host(scheduler.listen_address) in _WILDCARDS:
-            chosen = choose_scheduler_host(await self.backend.controller_host())
+            controller = await self.backend.controller_host()
+            # name lookups may wait on DNS: not in the event loop
+            chosen = await asyncio.get_running_loop().run_in_executor(
+                None, choose_scheduler_host, controller
+            )
             address = with_host(address, chosen.host)
             logger.info("workers reach the scheduler at %s: %s", address, chosen.why)
         if self.options.system != "local" and is_loopback(get_address_host(address)):

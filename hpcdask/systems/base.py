@@ -199,8 +199,9 @@ class CommandBackend:
         argv = self.system.controller_argv()
         if argv is None:
             return None
-        # a hint for the scheduler's address, never a reason to fail
-        result = await self.runner.run(argv, timeout=min(self.timeout, 10.0))
+        # a hint for the scheduler's address, never a reason to fail (nor to
+        # wait long: the cluster's start waits for it)
+        result = await self.runner.run(argv, timeout=min(self.timeout, 5.0))
         return self.system.parse_controller(result.stdout) if result.ok else None
 
     async def status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
