@@ -187,9 +187,10 @@ class Fleet:
     def forget_workers(self, record: JobRecord) -> None:
         """Remove the job's still-connected workers from the scheduler now.
 
-        For a job the queue says is gone (ended, or requeued to run again
-        elsewhere): workers it still shows are on a node that lost its
-        network. They hold their tasks until their connections time out
+        For a job the queue says is gone: ended (:meth:`job_ended`), or
+        requeued to run again elsewhere (once the job table tells requeues
+        apart, issue #12). Workers it still shows are on a node that lost its
+        network: they hold their tasks until their connections time out
         (minutes), and their names, which a restarted job's workers need.
         """
         if not record.workers:

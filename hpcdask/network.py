@@ -11,11 +11,12 @@ reaches them), else that of the default route, never a loopback address while
 another exists.
 
 Before a job starts its workers, it runs :data:`PREFLIGHT` with the job's own
-Python on every node (:func:`preflight_words`): a connection (and, with TLS, a
-handshake) to the scheduler within a few seconds, or one line on stderr naming
-the address, the node and what to change, and a non-zero exit. Without it, a
-worker that cannot reach the scheduler retries for ``death_timeout`` (60 s)
-and says only that it timed out.
+Python on every node (:func:`preflight_words`): the workers' interface exists,
+and a connection (with TLS, a handshake) to the scheduler succeeds within a few
+seconds; else one line on stderr naming the node, the address and what to
+change, and a non-zero exit. Without it, a worker that cannot reach the
+scheduler retries for 30 s (a nanny's connect timeout) or ``death_timeout``
+(60 s) and its log's last lines name neither the address nor the node.
 """
 
 from __future__ import annotations
@@ -58,10 +59,6 @@ class SchedulerHost:
 
     host: str
     why: str
-
-    @property
-    def loopback(self) -> bool:
-        return is_loopback(self.host)
 
 
 def is_loopback(host: str) -> bool:
@@ -195,8 +192,8 @@ def preflight_words(
 ) -> list[str]:
     """The pre-flight command as shell words: ``python -c PREFLIGHT ...``.
 
-    ``interface`` is the one the workers will listen on (an interface checked
-    already). ``security_args`` are the worker's ``--tls-*`` arguments; with
+    ``interface`` is the one the workers will listen on (validated already:
+    it is rendered as it is). ``security_args`` are the worker's ``--tls-*`` arguments; with
     all three files the check makes a TLS handshake (so the scheduler sees a
     client that closed after connecting, not a failed handshake).
     """
