@@ -193,9 +193,10 @@ def preflight_words(
     """The pre-flight command as shell words: ``python -c PREFLIGHT ...``.
 
     ``interface`` is the one the workers will listen on (validated already:
-    it is rendered as it is). ``security_args`` are the worker's ``--tls-*`` arguments; with
-    all three files the check makes a TLS handshake (so the scheduler sees a
-    client that closed after connecting, not a failed handshake).
+    it is rendered as it is). ``security_args`` are the worker's ``--tls-*``
+    arguments; with all three files the check makes a TLS handshake (so the
+    scheduler sees a client that closed after connecting, not a failed
+    handshake).
     """
     words = [
         command_word("python", python),
