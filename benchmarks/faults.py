@@ -1,12 +1,14 @@
 """Run the fault suite on the local Slurm and print its table.
 
 ``python -m benchmarks.faults`` runs the fault tests (``tests/integration/
-test_faults.py`` and the walltime rollover of ``test_adaptive.py``) with pytest,
+test_faults.py``, the walltime rollover of ``test_adaptive.py``, and the node
+failures of ``test_multinode_faults.py`` on the multi-node site) with pytest,
 each recording its figures, then prints one Markdown row per fault: what was
 checked, the result, and the time to recover. ``--no-run`` prints the table of
 the last run (``tests/artifacts/faults.json``, also written by ``bash
 ci/test.sh``). The Slurm controller fault stops ``slurmctld`` for 30 s: anyone
-else using this Slurm sees it down meanwhile.
+else using this Slurm sees it down meanwhile; the node faults kill or cut off
+one node of the multi-node site (``ci/multinode-node.sh``) and bring it back.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ TESTS = [
     "test_close_with_a_failing_scancel_is_bounded_and_says_what_to_run",
     "tests/integration/test_queue_surprises.py::"
     "test_a_submission_cut_short_by_close_is_cancelled",
+    "tests/integration/test_multinode_faults.py",
 ]
 COLUMNS = ("fault", "what was checked", "result", "time to recover")
 #: what "time to recover" measures, per fault number
@@ -48,6 +51,8 @@ RECOVERY = {
     "8": "preemption to all results",
     "9": "close()",
     "10": "close()",
+    "11": "kill to 2 workers on other nodes",
+    "12": "cut to 2 workers on other nodes",
 }
 
 

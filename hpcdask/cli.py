@@ -126,6 +126,7 @@ def job_options_of(args: argparse.Namespace) -> JobOptions:
             ("cores", args.cores),
             ("memory", args.memory),
             ("processes", args.processes),
+            ("nodes", args.nodes),
             ("walltime", args.walltime),
             ("queue", args.queue),
             ("account", args.account),
@@ -306,6 +307,7 @@ def _add_job_script(commands: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--cores", type=int)
     p.add_argument("--memory", help="per job, e.g. 16GB")
     p.add_argument("--processes", type=int, help="worker processes per job")
+    p.add_argument("--nodes", type=int, help="nodes per job (default 1)")
     p.add_argument("--walltime", help="e.g. 01:00:00")
     p.add_argument("--queue")
     p.add_argument("--account")

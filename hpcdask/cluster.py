@@ -36,6 +36,7 @@ from hpcdask.dashboard import HPCDashboard
 from hpcdask.deploy import JobSpecCluster
 from hpcdask.errors import InvalidOptionError, JobFailedError
 from hpcdask.manager import JobManager
+from hpcdask.noise import LOGGERS
 from hpcdask.options import JobOptions
 from hpcdask.profiles import load_profile
 from hpcdask.security import (
@@ -131,7 +132,8 @@ class HPCCluster(JobSpecCluster):
         #: the dashboard's host in its link: the address it listens on, or the
         #: scheduler's when it listens on every interface
         self.dashboard_host = dashboard_host(str(options["dashboard_address"]))
-        logging.getLogger("distributed.scheduler").addFilter(self.manager.noise)
+        for name in LOGGERS:
+            logging.getLogger(name).addFilter(self.manager.noise)
         try:
             super().__init__(  # type: ignore[no-untyped-call]
                 scheduler={"cls": Scheduler, "options": options},
@@ -254,7 +256,8 @@ class HPCCluster(JobSpecCluster):
             await super()._close()
         finally:
             self.credentials.remove()
-            logging.getLogger("distributed.scheduler").removeFilter(self.manager.noise)
+            for name in LOGGERS:
+                logging.getLogger(name).removeFilter(self.manager.noise)
 
     def mpi_job_script(
         self,
@@ -297,7 +300,9 @@ def scheduler_options(
         "protocol": opts.protocol,
         "security": security,
     }
-    if opts.interface:
+    # dask-jobqueue's meaning: interface is the workers' and the scheduler's,
+    # unless scheduler_options chooses the scheduler's own address
+    if opts.interface and not {"host", "interface"} & set(opts.scheduler_options):
         options["interface"] = opts.interface
     options.update(opts.scheduler_options)
     plugins = opts.scheduler_options.get("plugins") or []

@@ -243,7 +243,7 @@ def adaptive_settings(
     params = PolicyParams(
         minimum_jobs=lowest,
         maximum_jobs=highest,
-        workers_per_job=opts.processes,
+        workers_per_job=opts.workers_per_job,
         max_pending_jobs=_adaptive_setting(
             "max-pending-jobs",
             arguments.get("max_pending_jobs"),
@@ -293,8 +293,9 @@ def _job_bounds(
     one job when it is positive (``maximum=2`` with 4 workers per job allows one
     job, as ``scale(2)`` asks for one): a bound never silently forbids scaling.
     """
-    given = {"jobs": (jobs, 1), "workers": (workers, opts.processes)}
-    given |= {"cores": (cores, opts.cores), "memory": (memory, opts.memory)}
+    given = {"jobs": (jobs, 1), "workers": (workers, opts.workers_per_job)}
+    given |= {"cores": (cores, opts.cores_per_job)}
+    given |= {"memory": (memory, opts.memory_per_job)}
     lows: list[tuple[int, str]] = [(0, "")]
     highs: list[tuple[int, str]] = [(2**31, "")]
     for unit, ((low, high), per_job) in given.items():
@@ -309,7 +310,7 @@ def _job_bounds(
             "adapt",
             f"{low_said}, {high_said}",
             f"the minimum is {lowest} job(s) and the maximum {highest} "
-            f"({opts.processes} worker(s), {opts.cores} cores per job)",
+            f"({opts.workers_per_job} worker(s), {opts.cores_per_job} cores per job)",
         )
     return lowest, highest
 

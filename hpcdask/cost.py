@@ -152,7 +152,8 @@ def measure_usage(
 def job_resources(opts: JobOptions, system: BatchSystem) -> JobResources:
     """What each job of a cluster with ``opts`` holds, from its directive lines."""
     return parse_job_resources(
-        system.render_directives(opts), default_cores=opts.job_cpu or opts.cores
+        system.render_directives(opts),
+        default_cores=(opts.job_cpu or opts.cores) * opts.nodes,
     )
 
 
@@ -165,7 +166,8 @@ _FIRST_INT = re.compile(r"\d+")
 def parse_job_resources(directives: Sequence[str], default_cores: int) -> JobResources:
     """Cores, nodes and GPUs a job asks for in its ``#SBATCH`` / ``#PBS`` lines.
 
-    Understood: Slurm ``-n/--ntasks``, ``-c/--cpus-per-task``, ``-N/--nodes``,
+    Understood: Slurm ``-n/--ntasks``, ``--ntasks-per-node``,
+    ``-c/--cpus-per-task``, ``-N/--nodes``,
     ``--gres=gpu[:type]:N``, ``-G/--gpus``, ``--gpus-per-node``,
     ``--gpus-per-task``; PBS ``-l select=N:ncpus=C:ngpus=G[+...]``, Torque
     ``-l nodes=N:ppn=C:gpus=G``, and job-wide ``-l ncpus=``/``ngpus=``/``nodes=``;
@@ -213,8 +215,10 @@ def _slurm_resources(options: dict[str, str], default_cores: int) -> JobResource
         values = [options[n] for n in names if n in options]
         return values[-1] if values else None
 
-    ntasks = _count(option("-n", "--ntasks"), 1)
     nodes = _count(option("-N", "--nodes"), 1)
+    # --ntasks wins over --ntasks-per-node, as sbatch reads them
+    per_node = option("--ntasks-per-node")
+    ntasks = _count(option("-n", "--ntasks"), nodes * _count(per_node, 1))
     cpus_per_task = _count(option("-c", "--cpus-per-task"), 0)
     cores = cpus_per_task * ntasks if cpus_per_task else default_cores
     gpus = 0

@@ -164,7 +164,7 @@ class JobSpecCluster(SpecCluster):
         await super()._start()  # type: ignore[no-untyped-call]
         scheduler = self.scheduler
         assert scheduler is not None
-        address = getattr(scheduler, "contact_address", None) or scheduler.address
+        address = await self.manager.workers_address(scheduler)
         self.manager.start(scheduler, self.scheduler_comm, address)
         if self._initial_jobs:
             self.manager.fleet.set_target(self._initial_jobs)

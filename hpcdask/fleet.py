@@ -66,6 +66,12 @@ class SchedulerActions(Protocol):
         """Give no new task to the workers of these jobs."""
         ...
 
+    def forget(self, worker_names: list[str]) -> None:
+        """Remove these workers now (in the background): their job ended or
+        was requeued, and a worker still connected is on a node cut off from
+        the queue."""
+        ...
+
 
 class Fleet:
     """The wanted jobs of one cluster and the handles of those submitted.
@@ -78,8 +84,10 @@ class Fleet:
         the job script for a list of job names (an array script for several).
     name
         the prefix of job names: jobs are ``name-0``, ``name-1``, ...
-    processes
-        worker processes per job (their workers are ``JOB-0``, ``JOB-1``...).
+    suffixes
+        what a job's name is followed by in its workers' names: ``[""]`` for
+        one worker, ``["-0", "-1", ...]`` for several (see
+        :func:`hpcdask.jobs.worker_suffixes`).
     scheduler
         what the fleet asks of the scheduler (retire, drain).
     tag
@@ -91,7 +99,7 @@ class Fleet:
         table: JobTable,
         render: Callable[[list[str]], str],
         name: str,
-        processes: int,
+        suffixes: list[str],
         scheduler: SchedulerActions,
         tag: ClusterTag | None = None,
     ) -> None:
@@ -114,8 +122,8 @@ class Fleet:
         #: same: look for the cluster's tag in the queue when it closes
         self.unconfirmed = False
         self._spec: JobSpec = {"cls": BatchJob, "options": {}}
-        if processes > 1:
-            self._spec["group"] = [f"-{i}" for i in range(processes)]
+        if suffixes != [""]:
+            self._spec["group"] = list(suffixes)
         self._counter = 0
         #: names being submitted, and the submissions under way
         self._in_flight: set[str] = set()
@@ -170,6 +178,7 @@ class Fleet:
         job = self.handles.pop(record.name, None)
         if job is not None:
             job.status = Status.closed
+        self.forget_workers(record)
         if record.failed_start or not self.replace_ended:
             self.wanted.pop(record.name, None)
             return
@@ -185,6 +194,21 @@ class Fleet:
             del self.wanted[record.name]
             self._add()
             self.sync()
+
+    def job_requeued(self, record: JobRecord) -> None:
+        """A job the queue put back in the queue after it started: it still
+        counts as wanted capacity; its old workers go."""
+        reason = record.status.reason or record.state.value
+        logger.warning("job %s (%s) requeued: %s", record.job_id, record.name, reason)
+        self.forget_workers(record)
+
+    def forget_workers(self, record: JobRecord) -> None:
+        """Remove the workers still connected of a job the queue says ended
+        (:meth:`job_ended`) or requeued: they are on a node cut off from the
+        queue, and hold their tasks until their connections time out (minutes)
+        and their names, which a restarted job's workers need."""
+        if record.workers:
+            self.scheduler.forget(sorted(record.workers))
 
     async def apply(self, decision: ScaleDecision) -> None:
         """Follow an adaptive decision: one submission for all new jobs, one

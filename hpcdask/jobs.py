@@ -21,7 +21,13 @@ from hpcdask.options import JobOptions
 from hpcdask.systems.base import Backend
 from hpcdask.validation import name_pattern
 
-__all__ = ["JobTable", "failure_of", "stderr_tail", "wait_until_ended"]
+__all__ = [
+    "JobTable",
+    "failure_of",
+    "stderr_tail",
+    "wait_until_ended",
+    "worker_suffixes",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +46,9 @@ class JobTable:
     on_ended
         called with every job the queue reports ended, by whichever poll saw it
         (also the one inside :meth:`cancel`).
+    on_requeued
+        called with every job the queue put back in the queue after it had
+        started (a node failure, a preemption, ``scontrol requeue``).
     """
 
     def __init__(
@@ -48,9 +57,11 @@ class JobTable:
         options: JobOptions,
         pending_report_after: float = 60,
         on_ended: Callable[[JobRecord], None] = lambda record: None,
+        on_requeued: Callable[[JobRecord], None] = lambda record: None,
     ) -> None:
         self.backend = backend
         self.on_ended = on_ended
+        self.on_requeued = on_requeued
         self.options = options
         self.log_directory = options.log_directory
         self.pending_report_after = pending_report_after
@@ -73,16 +84,20 @@ class JobTable:
     def job_of_worker(self, worker_name: str) -> JobRecord | None:
         """The job whose workers are called ``worker_name``.
 
-        A job ``name`` runs workers ``name`` (one process) or ``name-0``, ``name-1``
-        (several); a name with ``$VARS`` is matched after the job's shell expanded it.
+        A job ``name`` runs workers ``name`` (one process), ``name-0``, ``name-1``
+        (several processes, or one per node of a multi-node job) or ``name-0-0``,
+        ``name-0-1``, ... (``name-<node>-<process>``); see
+        :func:`worker_suffixes`. A name with ``$VARS`` is matched after the
+        job's shell expanded it.
         """
-        record = self.records.get(worker_name)
-        if record is None:
-            stem, _, suffix = worker_name.rpartition("-")
-            if suffix.isdigit():
-                record = self.records.get(stem)
-        if record is not None:
-            return record
+        stem = worker_name
+        for _ in range(3):  # the name itself, then without one or two suffixes
+            record = self.records.get(stem)
+            if record is not None:
+                return record
+            stem, _, suffix = stem.rpartition("-")
+            if not suffix.isdigit():
+                break
         for name, pattern in self._patterns.items():
             if pattern.fullmatch(worker_name):
                 return self.records[name]
@@ -136,7 +151,7 @@ class JobTable:
         for record in records:
             self.records[record.name] = record
             if "$" in record.name:
-                pattern = name_pattern(record.name).pattern + r"(?:-\d+)?"
+                pattern = name_pattern(record.name).pattern + r"(?:-\d+){0,2}"
                 self._patterns[record.name] = re.compile(pattern)
         os.makedirs(self.log_directory, exist_ok=True)
         try:
@@ -184,7 +199,10 @@ class JobTable:
             status = statuses.get(record.job_id)
             if status is None:
                 continue
+            requeues = record.requeues
             record.observe(status, now)
+            if record.requeues > requeues:
+                self.on_requeued(record)
             if record.state.is_terminal:
                 if record.status.end_time is None:
                     record.status = record.status._replace(end_time=now)
@@ -302,3 +320,16 @@ def failure_of(record: JobRecord) -> JobFailedError:
         status.reason or (f"exit code {status.exit_code}" if status.exit_code else ""),
         stderr_tail(record.stderr_path),
     )
+
+
+def worker_suffixes(opts: JobOptions) -> list[str]:
+    """What follows a job's name in the names of its workers.
+
+    ``[""]`` for one worker; ``-<process>`` for several processes
+    (``dask worker --nworkers`` adds it), ``-<node>`` for several nodes (the
+    job script adds the node's index), both for both: a 2-node job of 2
+    processes runs ``JOB-0-0``, ``JOB-0-1``, ``JOB-1-0``, ``JOB-1-1``.
+    """
+    nodes = [f"-{n}" for n in range(opts.nodes)] if opts.nodes > 1 else [""]
+    processes = [f"-{p}" for p in range(opts.processes)] if opts.processes > 1 else [""]
+    return [node + process for node in nodes for process in processes]

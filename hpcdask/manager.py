@@ -27,8 +27,9 @@ from hpcdask.config import AdaptiveSettings, ClusterSettings
 from hpcdask.cost import Usage, job_resources, measure_usage
 from hpcdask.errors import JobFailedError
 from hpcdask.fleet import Fleet, cancel_unknown
-from hpcdask.jobs import JobTable
+from hpcdask.jobs import JobTable, worker_suffixes
 from hpcdask.models import ClusterTag
+from hpcdask.network import workers_address
 from hpcdask.noise import SchedulerNoise
 from hpcdask.options import JobOptions
 from hpcdask.probe import ClusterScaling, SchedulerProbe
@@ -40,6 +41,15 @@ from hpcdask.view import ClusterView, build_view, copied
 __all__ = ["JobManager"]
 
 logger = logging.getLogger(__name__)
+
+#: hosts a server listening on all interfaces reports
+
+
+_UNTAGGED = (
+    "the job comment is the user's own (--comment in job_extra_directives): this "
+    "cluster's jobs carry no hpcdask tag, so `hpcdask jobs` and `hpcdask cancel` do "
+    "not know them, and a submission that times out cannot be looked for in the queue"
+)
 
 
 class JobManager:
@@ -74,18 +84,14 @@ class JobManager:
         self.tag = new_tag()
         self.backend = make_backend(opts, settings.command_timeout)
         if not self.backend.system.can_tag(opts):
-            logger.warning(
-                "the job comment is the user's own (--comment in "
-                "job_extra_directives): this cluster's jobs carry no hpcdask tag, "
-                "so `hpcdask jobs` and `hpcdask cancel` do not know them, and a "
-                "submission that times out cannot be looked for in the queue"
-            )
+            logger.warning(_UNTAGGED)
         self.resources = job_resources(opts, self.backend.system)
         self.table = JobTable(
             self.backend,
             opts,
             settings.pending_report_after,
             on_ended=lambda record: self.fleet.job_ended(record),
+            on_requeued=lambda record: self.fleet.job_requeued(record),
         )
         #: the scheduler's log records about workers this cluster retires
         self.noise = SchedulerNoise()
@@ -93,7 +99,12 @@ class JobManager:
             self.table, opts.walltime, opts.threads_per_worker, self.noise.add
         )
         self.fleet = Fleet(
-            self.table, self.render, opts.name, opts.processes, self.probe, self.tag
+            self.table,
+            self.render,
+            opts.name,
+            worker_suffixes(opts),
+            self.probe,
+            self.tag,
         )
         self.adaptive: AdaptiveJobs | None = None
         self.scheduler_address = ""
@@ -108,6 +119,13 @@ class JobManager:
         self.scheduler_address = address
         if self._poll_task is None:
             self._poll_task = asyncio.ensure_future(self._poll_loop())
+
+    async def workers_address(self, scheduler: Any) -> str:
+        """The scheduler's address as the workers are given it
+        (:func:`hpcdask.network.workers_address`)."""
+        return await workers_address(
+            scheduler, self.backend.controller_host, self.options.system != "local"
+        )
 
     async def stop(self) -> None:
         """Before the cluster closes: no more polls or adaptive decisions; jobs
@@ -165,11 +183,11 @@ class JobManager:
         opts = self.options
         wanted = jobs
         if n is not None:
-            wanted = max(wanted, math.ceil(n / opts.processes))
+            wanted = max(wanted, math.ceil(n / opts.workers_per_job))
         if memory is not None:
-            wanted = max(wanted, math.ceil(parse_bytes(memory) / opts.memory))
+            wanted = max(wanted, math.ceil(parse_bytes(memory) / opts.memory_per_job))
         if cores is not None:
-            wanted = max(wanted, math.ceil(cores / opts.cores))
+            wanted = max(wanted, math.ceil(cores / opts.cores_per_job))
         return wanted
 
     def scale_to(self, jobs: int) -> None:

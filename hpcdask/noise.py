@@ -7,21 +7,29 @@ import logging
 import time
 from collections.abc import Iterable
 
-__all__ = ["SchedulerNoise"]
+__all__ = ["LOGGERS", "SchedulerNoise"]
+
+#: the loggers a cluster puts its :class:`SchedulerNoise` filter on
+LOGGERS = ("distributed.scheduler", "distributed.comm.tcp")
 
 
 class SchedulerNoise(logging.Filter):
-    """Drops two scheduler log records that say nothing is wrong:
+    """Drops three scheduler log records that say nothing is wrong:
 
     - the warning about a heartbeat from a worker that this cluster has just
       retired and whose job it cancelled (its last heartbeat was on its way);
     - the traceback of a cancelled worker stream while the cluster closes (a
-      cancelled job's worker may still be exiting when the scheduler stops).
+      cancelled job's worker may still be exiting when the scheduler stops);
+    - the note (level INFO) that a connection closed before Dask's handshake:
+      every job's pre-flight check (:mod:`hpcdask.network`) connects, makes
+      its TLS handshake and closes, once per node.
 
-    Everything else passes, other workers' warnings included.
+    Everything else passes, other workers' warnings and failed TLS handshakes
+    included.
     """
 
     HEARTBEAT = "Received heartbeat from unregistered worker"
+    CLOSED_EARLY = "closed before handshake completed"
 
     def __init__(self, keep_for: float = 60.0) -> None:
         super().__init__()
@@ -40,6 +48,10 @@ class SchedulerNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if self.closing and record.exc_info:
             return not isinstance(record.exc_info[1], asyncio.CancelledError)
+        if record.levelno <= logging.INFO and str(record.msg).endswith(
+            self.CLOSED_EARLY
+        ):
+            return False
         if not self._retired or not str(record.msg).startswith(self.HEARTBEAT):
             return True
         message = record.getMessage()

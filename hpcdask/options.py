@@ -12,18 +12,24 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from hpcdask.errors import InvalidOptionError
 from hpcdask.validation import (
+    Check,
     check_identifier,
-    check_line,
     check_lines,
+    check_mapping,
+    check_path,
     check_positive_int,
+    check_protocol,
     check_seconds,
+    check_shebang,
+    check_start_method,
     command_word,
+    optional,
     parse_memory,
     parse_walltime,
     shell_word,
@@ -50,11 +56,22 @@ _OPTIONS: dict[str, tuple[object, str]] = {
         "dask-worker",
         "worker name prefix; jobs are NAME-0, NAME-1... (plain $VARS allowed)",
     ),
-    "cores": (None, "cores per job (required here or as an argument)"),
-    "memory": (None, "memory per job, e.g. 109GB (required here or as an argument)"),
-    "processes": (None, "worker processes per job (default: about sqrt(cores))"),
+    "cores": (None, "cores per job and node (required here or as an argument)"),
+    "memory": (
+        None,
+        "memory per job and node, e.g. 109GB (required here or as an argument)",
+    ),
+    "processes": (
+        None,
+        "worker processes per job and node (default: about sqrt(cores))",
+    ),
+    "nodes": (1, "nodes per job; workers start on every node (srun / pbsdsh)"),
     "python": (None, "python on the compute nodes (default: this interpreter)"),
     "interface": (None, "network interface workers and scheduler use, e.g. ib0"),
+    "worker_interface": (
+        None,
+        "the workers' interface when it differs from the scheduler's, e.g. hsn0",
+    ),
     "death_timeout": (60, "seconds a worker waits for a lost scheduler"),
     "local_directory": (None, "worker scratch space, e.g. $TMPDIR"),
     "worker_command": (
@@ -122,18 +139,15 @@ def deprecated_names(system: str) -> dict[str, str]:
     return {old: new for old, new in DEPRECATED_NAMES.items() if old not in options}
 
 
-#: a check of one option: (name, raw value) -> the value to keep
-Check = Callable[[str, Any], Any]
-
-_START_METHODS = ("fork", "spawn", "forkserver")
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
-_PROTOCOLS = ("tcp://", "tls://", "ucx://", "ws://", "wss://", "inproc://")
 
 
 @dataclass(frozen=True)
 class JobOptions:
     """Validated options of one cluster's batch jobs.
 
+    ``cores``, ``memory`` and ``processes`` are per node: a job of ``nodes``
+    nodes holds ``nodes * cores`` cores and runs ``nodes * processes`` workers.
     ``memory`` and ``job_mem`` are bytes; ``walltime`` and ``death_timeout`` seconds.
     ``worker_extra_args``, ``python``, ``local_directory`` and ``name`` may hold plain
     ``$VARS`` that the job's shell expands; they are rendered with
@@ -153,10 +167,12 @@ class JobOptions:
     log_directory: str
     death_timeout: float
     nanny: bool
+    nodes: int = 1
     worker_start_method: str = "fork"
     queue: str | None = None
     account: str | None = None
     interface: str | None = None
+    worker_interface: str | None = None
     local_directory: str | None = None
     protocol: str | None = None
     job_cpu: int | None = None
@@ -171,6 +187,27 @@ class JobOptions:
     job_extra_directives: tuple[str, ...] = ()
     job_directives_skip: tuple[str, ...] = ()
     scheduler_options: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def workers_per_job(self) -> int:
+        """Worker processes of one job: ``processes`` on each of its nodes."""
+        return self.nodes * self.processes
+
+    @property
+    def cores_per_job(self) -> int:
+        """Cores of one job, all its nodes together."""
+        return self.nodes * self.cores
+
+    @property
+    def memory_per_job(self) -> int:
+        """Memory of one job in bytes, all its nodes together."""
+        return self.nodes * self.memory
+
+    @property
+    def worker_interface_name(self) -> str | None:
+        """The interface the workers listen on: ``worker_interface``, else
+        ``interface`` (dask-jobqueue's meaning: workers and scheduler)."""
+        return self.worker_interface or self.interface
 
     @property
     def threads_per_worker(self) -> int:
@@ -229,6 +266,10 @@ def validate_options(system: str, raw: Mapping[str, object]) -> JobOptions:
     blame = "job_name" if raw["job_name"] else "name"  # made from name
     _check_system_options(system, {**checked, blame: job_name})
     walltime = raw["walltime"] or ("168:00:00" if system == "local" else "00:30:00")
+    if system == "local" and checked["nodes"] > 1:
+        raise InvalidOptionError(
+            "nodes", checked["nodes"], "the local backend runs on this host: use 1"
+        )
     return JobOptions(
         system=system,
         name=name,
@@ -307,7 +348,7 @@ def _worker_options(raw: Mapping[str, object]) -> dict[str, Any]:
         "python": python,
         "local_directory": local_directory,
         "worker_command": worker_command,
-        "log_directory": _check_path(
+        "log_directory": check_path(
             "log_directory",
             raw["log_directory"] or os.path.join("~", ".hpcdask", "logs"),
         ),
@@ -323,75 +364,25 @@ def _split_words(arg: object) -> list[str]:
         raise InvalidOptionError("worker_extra_args", arg, str(e)) from e
 
 
-def _check_path(option: str, value: object) -> str:
-    """A directory this process writes and jobs read: ``~`` expanded here, then
-    only characters that mean the same to every shell and batch system."""
-    if not isinstance(value, str):
-        raise InvalidOptionError(option, value, "expected a path")
-    path = os.path.expanduser(value)
-    if not re.fullmatch(r"[A-Za-z0-9_./+@-]+", path):
-        raise InvalidOptionError(
-            option, path, "use a path of letters, digits and _ . / + @ - only"
-        )
-    return path
-
-
-def _check_shebang(option: str, value: object) -> str:
-    shebang = check_line(option, value)
-    if not shebang.startswith("#!"):
-        raise InvalidOptionError(option, shebang, "must start with '#!'")
-    return shebang
-
-
-def _check_protocol(option: str, value: object) -> str | None:
-    if value is None:
-        return None
-    if not (
-        isinstance(value, str)
-        and value in _PROTOCOLS + tuple(p[:-3] for p in _PROTOCOLS)
-    ):
-        raise InvalidOptionError(option, value, f"expected one of {_PROTOCOLS}")
-    return value if value.endswith("://") else value + "://"
-
-
-def _check_mapping(option: str, value: object) -> dict[str, object]:
-    if not isinstance(value, Mapping):
-        raise InvalidOptionError(option, value, "expected a dict")
-    return dict(value)
-
-
-def _check_start_method(option: str, value: object) -> str:
-    if value not in _START_METHODS:
-        raise InvalidOptionError(option, value, f"expected one of {_START_METHODS}")
-    return str(value)
-
-
-def _optional(check: Check) -> Check:
-    """``check``, except that ``None`` (not set) passes as ``None``."""
-
-    def optional(option: str, value: object) -> object:
-        return None if value is None else check(option, value)
-
-    return optional
-
-
 #: how each remaining option is checked, in this order.
 _FIELD_CHECKS: dict[str, Check] = {
-    "shared_temp_directory": _optional(_check_path),
-    "shebang": _check_shebang,
-    "protocol": _check_protocol,
-    "scheduler_options": _check_mapping,
-    "worker_start_method": _check_start_method,
-    "resource_spec": _optional(check_identifier),
+    "shared_temp_directory": optional(check_path),
+    "shebang": check_shebang,
+    "protocol": check_protocol,
+    "scheduler_options": check_mapping,
+    "worker_start_method": check_start_method,
+    "resource_spec": optional(check_identifier),
     "memory": parse_memory,
     "death_timeout": check_seconds,
-    "queue": _optional(check_identifier),
-    "account": _optional(check_identifier),
-    "project": _optional(check_identifier),
-    "parallel_environment": _optional(check_identifier),
-    "interface": _optional(check_identifier),
-    "job_cpu": _optional(check_positive_int),
-    "job_mem": _optional(parse_memory),
+    "queue": optional(check_identifier),
+    "account": optional(check_identifier),
+    "project": optional(check_identifier),
+    "parallel_environment": optional(check_identifier),
+    "interface": optional(check_identifier),
+    "worker_interface": optional(check_identifier),
+    "nodes": check_positive_int,
+    "job_cpu": optional(check_positive_int),
+    "job_mem": optional(parse_memory),
     "job_script_prologue": check_lines,
     "job_script_epilogue": check_lines,
     "job_extra_directives": check_lines,

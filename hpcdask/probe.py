@@ -68,6 +68,8 @@ class SchedulerProbe:
         self.note_retired = note_retired
         self._scheduler: Scheduler | None = None
         self._rpc: rpc | None = None
+        #: removals of workers of jobs that are gone, under way
+        self._forgetting: set[asyncio.Future[None]] = set()
 
     def attach(self, scheduler: Scheduler, rpc: rpc) -> None:
         """The scheduler (in this process) and an rpc to it, once they exist."""
@@ -156,6 +158,32 @@ class SchedulerProbe:
             scheduler.handle_worker_status_change(
                 "paused", ws, stimulus_id=f"hpcdask-drain-{time.time()}"
             )
+
+    def forget(self, worker_names: list[str]) -> None:
+        """Remove these workers from the scheduler now, in the background: their
+        job ended or was requeued, they cannot hand anything over."""
+        forgetting = asyncio.ensure_future(self._forget(worker_names))
+        self._forgetting.add(forgetting)
+        forgetting.add_done_callback(self._forgetting.discard)
+
+    async def _forget(self, worker_names: list[str]) -> None:
+        if self._scheduler is None:
+            return
+        wanted = set(worker_names)
+        addresses = [
+            ws.address
+            for ws in self._scheduler.workers.values()
+            if str(ws.name) in wanted
+        ]
+        self.note_retired(addresses)
+        for address in addresses:
+            logger.warning("removing worker %s: its job ended or was requeued", address)
+            try:
+                await self._scheduler.remove_worker(
+                    address, stimulus_id=f"hpcdask-job-ended-{time.time()}"
+                )
+            except Exception:  # the worker may have left meanwhile
+                logger.exception("removing worker %s failed", address)
 
     async def retire(self, worker_names: list[str]) -> None:
         """Retire these workers through the scheduler (data handed over, at most

@@ -1,33 +1,46 @@
-"""Render job scripts: pure functions of options, never writing files."""
+"""Render job scripts: pure functions of options, never writing files.
+
+A job script checks that the scheduler answers (:mod:`hpcdask.network`), then
+starts the workers: in a one-node job the script runs ``dask worker`` itself;
+in a job of several nodes the system's launcher (``srun``, ``pbsdsh``) runs it
+once on every node, and each node names its workers ``JOB-<node index>``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import shlex
+from collections.abc import Mapping, Sequence
 
 from hpcdask.format import format_memory_limit
 from hpcdask.models import ClusterTag
+from hpcdask.network import PREFLIGHT_TIMEOUT, preflight_words
 from hpcdask.options import JobOptions
 from hpcdask.systems.base import BatchSystem
 from hpcdask.validation import command_word, shell_word
+
+_START_METHOD = "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"
 
 
 def worker_argv(
     opts: JobOptions,
     scheduler_address: str,
-    name_word: str,
+    name_word: str | None,
     security_args: Sequence[str] = (),
 ) -> list[str]:
     """The worker command as shell words (variables left for the job's shell).
 
-    ``name_word`` is the worker name already rendered as a shell word.
+    ``name_word`` is the worker name already rendered as a shell word (``None``:
+    no ``--name``, the node's launcher adds it).
     """
     words = [
         command_word("python", opts.python),
         "-m",
         opts.worker_command,
         shell_word("scheduler address", scheduler_address),
-        "--name",
-        name_word,
+    ]
+    if name_word is not None:
+        words += ["--name", name_word]
+    words += [
         "--nthreads",
         str(opts.threads_per_worker),
         "--memory-limit",
@@ -50,8 +63,8 @@ def worker_argv(
             "--local-directory",
             shell_word("local_directory", opts.local_directory),
         ]
-    if opts.interface:
-        words += ["--interface", opts.interface]
+    if opts.worker_interface_name:
+        words += ["--interface", opts.worker_interface_name]
     if opts.protocol:
         words += ["--protocol", opts.protocol]
     words += [shell_word("security", arg) for arg in security_args]
@@ -87,22 +100,75 @@ def render_job_script(
         lines += _log_redirection(opts, system)
     if workdir is not None:
         lines.append(f"cd {shell_word('workdir', workdir)} || exit 1")
-    if opts.nanny:
-        # before the prologue, so a site's prologue may still choose otherwise
-        lines.append(
-            "export DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD="
-            + opts.worker_start_method
-        )
+    exports = {_START_METHOD: opts.worker_start_method} if opts.nanny else {}
+    # before the prologue, so a site's prologue may still choose otherwise
+    lines += [f"export {name}={value}" for name, value in exports.items()]
     lines += opts.job_script_prologue
+    # after the prologue, which may not know of these variables
     if len(names) == 1:
         name_word = shell_word("name", names[0])
     else:
         lines += _array_names(system, names)
         name_word = '"${HPCDASK_NAMES[$HPCDASK_ARRAY_INDEX]}"'
-    argv = worker_argv(opts, scheduler_address, name_word, security_args)
-    lines.append(" ".join(argv))
+    lines += _start_lines(
+        opts, system, scheduler_address, name_word, security_args, workdir, exports
+    )
     lines += opts.job_script_epilogue
     return "\n".join(lines) + "\n"
+
+
+def _start_lines(
+    opts: JobOptions,
+    system: BatchSystem,
+    scheduler_address: str,
+    name_word: str,
+    security_args: Sequence[str],
+    workdir: str | None,
+    exports: Mapping[str, str],
+) -> list[str]:
+    """The pre-flight check, then the workers, on one node or on every node."""
+    check = preflight_words(
+        opts.python,
+        scheduler_address,
+        security_args,
+        timeout=min(PREFLIGHT_TIMEOUT, opts.death_timeout),
+        interface=opts.worker_interface_name,
+    )
+    if opts.nodes == 1:
+        argv = worker_argv(opts, scheduler_address, name_word, security_args)
+        return [" ".join(check) + " || exit 1", " ".join(argv)]
+    argv = worker_argv(opts, scheduler_address, None, security_args)
+    node = _node_wrapper(system, name_word, workdir, exports)
+    # every node's check runs to its end, so each says what it found
+    launch_check = system.node_launcher(opts)
+    launch_workers = system.node_launcher(opts, all_or_none=True)
+    return [
+        " ".join([*launch_check, *check]) + " || exit 1",
+        " ".join([*launch_workers, *node, *argv]),
+    ]
+
+
+def _node_wrapper(
+    system: BatchSystem,
+    name_word: str,
+    workdir: str | None,
+    exports: Mapping[str, str],
+) -> list[str]:
+    """A shell on each node that adds ``--name JOB-<node index>`` to the worker
+    command (the job's own shell would expand the index of the first node).
+
+    A launcher whose tasks start in the job's original environment (pbsdsh)
+    gets the script's exports and directory passed along.
+    """
+    body = f'exec "$@" --name "$0-${system.node_index_variable}"'
+    args = [name_word]
+    if system.launcher_keeps_environment:
+        return ["bash", "-c", shlex.quote(body), *args]
+    env = ["/usr/bin/env", *(f"{k}={v}" for k, v in exports.items())]
+    if workdir is not None:
+        body = 'cd "$1" && shift && ' + body
+        args.append(shell_word("workdir", workdir))
+    return [*env, "/bin/bash", "-c", shlex.quote(body), *args]
 
 
 def _array_names(system: BatchSystem, names: Sequence[str]) -> list[str]:

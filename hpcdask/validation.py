@@ -9,8 +9,11 @@ naming the argument.
 from __future__ import annotations
 
 import math
+import os
 import re
 import shlex
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from dask.utils import parse_bytes, parse_timedelta
 
@@ -198,3 +201,63 @@ def check_seconds(option: str, value: object) -> float:
     if seconds <= 0:
         raise InvalidOptionError(option, value, "must be positive")
     return seconds
+
+
+#: a check of one option: (name, raw value) -> the value to keep
+Check = Callable[[str, Any], Any]
+
+#: how a nanny may start its worker processes
+START_METHODS = ("fork", "spawn", "forkserver")
+#: the scheduler protocols distributed knows
+PROTOCOLS = ("tcp://", "tls://", "ucx://", "ws://", "wss://", "inproc://")
+
+
+def check_path(option: str, value: object) -> str:
+    """A directory this process writes and jobs read: ``~`` expanded here, then
+    only characters that mean the same to every shell and batch system."""
+    if not isinstance(value, str):
+        raise InvalidOptionError(option, value, "expected a path")
+    path = os.path.expanduser(value)
+    if not re.fullmatch(r"[A-Za-z0-9_./+@-]+", path):
+        raise InvalidOptionError(
+            option, path, "use a path of letters, digits and _ . / + @ - only"
+        )
+    return path
+
+
+def check_shebang(option: str, value: object) -> str:
+    shebang = check_line(option, value)
+    if not shebang.startswith("#!"):
+        raise InvalidOptionError(option, shebang, "must start with '#!'")
+    return shebang
+
+
+def check_protocol(option: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not (
+        isinstance(value, str) and value in PROTOCOLS + tuple(p[:-3] for p in PROTOCOLS)
+    ):
+        raise InvalidOptionError(option, value, f"expected one of {PROTOCOLS}")
+    return value if value.endswith("://") else value + "://"
+
+
+def check_mapping(option: str, value: object) -> dict[str, object]:
+    if not isinstance(value, Mapping):
+        raise InvalidOptionError(option, value, "expected a dict")
+    return dict(value)
+
+
+def check_start_method(option: str, value: object) -> str:
+    if value not in START_METHODS:
+        raise InvalidOptionError(option, value, f"expected one of {START_METHODS}")
+    return str(value)
+
+
+def optional(check: Check) -> Check:
+    """``check``, except that ``None`` (not set) passes as ``None``."""
+
+    def checked(option: str, value: object) -> object:
+        return None if value is None else check(option, value)
+
+    return checked

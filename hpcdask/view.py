@@ -119,6 +119,9 @@ class ClusterView:
     failures: tuple[str, ...] = ()
     controller_error: str = ""
     counts: Mapping[JobState, int] = field(default_factory=dict)
+    #: nodes of each job; ``cores_per_job``, ``memory_per_job`` and
+    #: ``processes_per_job`` are then per node of a job
+    nodes_per_job: int = 1
 
     def _count(self, states: frozenset[JobState]) -> int:
         return sum(n for s, n in self.counts.items() if s in states)
@@ -224,6 +227,7 @@ def build_view(
         cores_per_job=opts.cores,
         memory_per_job=opts.memory,
         processes_per_job=opts.processes,
+        nodes_per_job=opts.nodes,
         walltime=opts.walltime,
         jobs=tuple(
             JobRow.of(r.job_id, r.name, shown(r), now, len(r.workers)) for r in records

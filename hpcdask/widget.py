@@ -102,9 +102,11 @@ def _summary_rows(view: ClusterView) -> list[tuple[str, str]]:
     per_job = (
         f"{plural(view.cores_per_job, 'core')}, {format_bytes(view.memory_per_job)}, "
         f"{view.processes_per_job} worker "
-        f"{'process' if view.processes_per_job == 1 else 'processes'}, "
-        f"walltime {format_duration(view.walltime)}"
+        f"{'process' if view.processes_per_job == 1 else 'processes'}"
     )
+    if view.nodes_per_job > 1:
+        per_job = f"{view.nodes_per_job} nodes, each {per_job}"
+    per_job += f", walltime {format_duration(view.walltime)}"
     workers = (
         f"{view.workers_connected} connected of {view.workers_planned} planned "
         f"({view.threads_connected} threads, {format_bytes(view.memory_connected)})"

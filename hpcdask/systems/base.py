@@ -51,6 +51,21 @@ class BatchSystem:
     #: the index of an array's first element (Grid Engine counts from 1).
     first_array_index: int = 0
 
+    #: the variable holding a task's node index (0, 1, ...) in a multi-node
+    #: job, on each node; empty: the system runs single-node jobs only
+    node_index_variable: str = ""
+    #: whether tasks of :meth:`node_launcher` start in the script's directory
+    #: with its environment (``srun`` does; ``pbsdsh`` starts them in the
+    #: job's original environment, in the home directory)
+    launcher_keeps_environment: bool = True
+
+    def node_launcher(self, opts: JobOptions, all_or_none: bool = False) -> list[str]:
+        """The words that run a command once on every node of a job with
+        ``opts.nodes`` nodes (only used when ``opts.nodes > 1``); with
+        ``all_or_none``, a task that fails ends the others, where the system
+        can."""
+        raise NotImplementedError(f"{self.name} runs single-node jobs only")
+
     def render_directives(
         self, opts: JobOptions, array_size: int = 1, tag: ClusterTag | None = None
     ) -> list[str]:
@@ -146,6 +161,15 @@ class QueueCommands(BatchSystem, abc.ABC):
         """The most jobs one array submission may hold, from ``config_argv``."""
         return None
 
+    def controller_argv(self) -> list[str] | None:
+        """A quick command whose output names the batch controller's host
+        (``None``: the system has none)."""
+        return None
+
+    def parse_controller(self, stdout: str) -> str | None:
+        """The controller's host name in :meth:`controller_argv`'s output."""
+        return None
+
     @abc.abstractmethod
     def list_argv(self, user: str) -> list[str]:
         """One command listing the jobs of ``user``."""
@@ -166,6 +190,10 @@ class Backend(Protocol):
 
     async def submit(self, script: str, log_directory: str) -> str:
         """Queue ``script``; return its job id. Raises JobSubmissionError."""
+        ...
+
+    async def controller_host(self) -> str | None:
+        """The batch controller's host name, if the system has one and says it."""
         ...
 
     async def status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
@@ -213,6 +241,17 @@ class CommandBackend:
             return self.system.parse_job_id(result.stdout)
         except ValueError as e:
             raise JobSubmissionError(result.argv, result.returncode, str(e)) from e
+
+    async def controller_host(self) -> str | None:
+        argv = self.system.controller_argv()
+        if argv is None:
+            return None
+        # a hint for the scheduler's address, never a reason to fail (nor to
+        # wait long: the cluster's start waits for it)
+        result = await self.runner.run(
+            argv, timeout=min(self.timeout, 5.0), env=self.system.command_env
+        )
+        return self.system.parse_controller(result.stdout) if result.ok else None
 
     async def _run(self, argv: Sequence[str], cwd: str | None = None) -> Completed:
         return await self.runner.run(

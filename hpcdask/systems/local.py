@@ -49,6 +49,9 @@ class LocalBackend:
         self._jobs: dict[str, _LocalJob] = {}
         self._timers: set[asyncio.Task[None]] = set()
 
+    async def controller_host(self) -> str | None:
+        return None  # the jobs run here
+
     async def submit(self, script: str, log_directory: str) -> str:
         job_id = f"{os.getpid()}-{next(_counter)}"
         path = os.path.join(log_directory, f"job-{job_id}.sh")

@@ -53,10 +53,14 @@ class PBS(QueueCommands):
             lines.append(f"-q {opts.queue}")
         if opts.account:
             lines.append(f"-A {opts.account}")
+        memory_mb = math.ceil(opts.memory / 2**20)
         resources = opts.resource_spec or (
-            f"select=1:ncpus={opts.cores}:mem={math.ceil(opts.memory / 2**20)}mb"
+            f"select={opts.nodes}:ncpus={opts.cores}:mem={memory_mb}mb"
         )
         lines.append(f"-l {resources}")
+        if opts.nodes > 1 and not opts.resource_spec:
+            # one chunk per host: without it PBS may put two chunks on one
+            lines.append("-l place=scatter")
         lines.append(f"-l walltime={format_hms(opts.walltime)}")
         # No -o/-e: PBS has no %j to name a file per job, and Slurm's qsub ignores
         # them. The script redirects its own output into the log directory, and
@@ -67,6 +71,15 @@ class PBS(QueueCommands):
         # qstat -f shows it in Variable_List (PBS Pro, Torque; Slurm's wrapper
         # passes it to the job but does not show it)
         return [f"-v {TAG_VARIABLE}={tag}"]
+
+    # pbsdsh ships with PBS Pro, OpenPBS and Torque (no MPI needed); with one
+    # chunk per node (select=N:..., one MPI process per chunk by default) it
+    # starts one task per node, each with PBS_VNODENUM set to its index
+    node_index_variable = "PBS_VNODENUM"
+    launcher_keeps_environment = False
+
+    def node_launcher(self, opts: JobOptions, all_or_none: bool = False) -> list[str]:
+        return ["pbsdsh", "--"]
 
     def submit_argv(self, script_path: str) -> list[str]:
         return ["qsub", script_path]

@@ -46,6 +46,7 @@ STATES: dict[str, JobState] = {
 
 #: the squeue output format: one line a job, fields split by "|".
 SQUEUE_FORMAT = "%i|%T|%r|%N|%V|%S|%e|%l|%L"
+_PING = re.compile(r"Slurmctld\(\w+\) at (\S+) is (\w+)")
 _JOB_ID = re.compile(r"^(\d+(?:_\d+)?)(?:;\S+)?\s*$")
 _NO_REASON = {"None", "(null)", ""}
 _CANCELLED_PENDING = JobStatus(
@@ -86,7 +87,12 @@ class Slurm(QueueCommands):
             lines.append(f"-p {opts.queue}")
         if opts.account:
             lines.append(f"-A {opts.account}")
-        lines.append("-n 1")
+        if opts.nodes > 1:
+            # one task per node, each with the node's cores and memory (--mem
+            # is per node); the launcher starts the workers in that task
+            lines += [f"--nodes={opts.nodes}", "--ntasks-per-node=1"]
+        else:
+            lines.append("-n 1")
         lines.append(f"--cpus-per-task={opts.job_cpu or opts.cores}")
         memory_mib = math.ceil((opts.job_mem or opts.memory) / 2**20)
         lines.append(f"--mem={memory_mib}M")
@@ -95,8 +101,34 @@ class Slurm(QueueCommands):
         lines.append(f"-e {stderr}")
         return lines
 
+    node_index_variable = "SLURM_NODEID"
+
+    def node_launcher(self, opts: JobOptions, all_or_none: bool = False) -> list[str]:
+        # --cpus-per-task given again: srun from Slurm 22.05 on does not read
+        # it from the job's environment
+        words = [
+            "srun",
+            "--ntasks-per-node=1",
+            f"--cpus-per-task={opts.job_cpu or opts.cores}",
+        ]
+        if all_or_none:
+            # a node whose workers die ends the whole job, which is then
+            # replaced: jobs are whole or gone
+            words.append("--kill-on-bad-exit=1")
+        return words
+
     def submit_argv(self, script_path: str) -> list[str]:
         return ["sbatch", "--parsable", script_path]
+
+    def controller_argv(self) -> list[str] | None:
+        return ["scontrol", "ping"]
+
+    def parse_controller(self, stdout: str) -> str | None:
+        # "Slurmctld(primary) at mnctl is UP"; the first controller that is up
+        for match in _PING.finditer(stdout):
+            if match.group(2) == "UP":
+                return match.group(1)
+        return None
 
     def array_job_ids(self, base_id: str, size: int) -> list[str]:
         return [f"{base_id}_{i}" for i in range(size)]

@@ -170,3 +170,20 @@ def multinode_jobs(
     if left:
         multinode.run("scancel", *left, check=False)
         pytest.fail(f"jobs left in the multi-node queue after the test: {left}")
+
+
+@pytest.fixture
+def on_multinode(
+    multinode: MultiNode,
+    multinode_jobs: Callable[[], list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> MultiNode:
+    """hpcdask's batch commands go to the multi-node site for this test only:
+    ``SLURM_CONF`` set and the caller's other Slurm variables cleared in this
+    process's environment (which ``SubprocessRunner`` passes on), undone after
+    the test. Jobs left queued fail the test (``multinode_jobs``)."""
+    for key in list(os.environ):
+        if key.startswith(("SLURM_", "SBATCH_", "SRUN_", "SALLOC_", "SQUEUE_")):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("SLURM_CONF", multinode.env["SLURM_CONF"])
+    return multinode

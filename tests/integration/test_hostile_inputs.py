@@ -31,6 +31,7 @@ from hpcdask.cli import check_job_name
 from hpcdask.config import resolve_job_options
 from hpcdask.errors import InvalidOptionError
 from hpcdask.mpi_script import render_mpi_job_script
+from hpcdask.network import PREFLIGHT
 from hpcdask.options import JobOptions
 from hpcdask.script import render_job_script
 from hpcdask.security import placeholder_security_args
@@ -233,8 +234,18 @@ def assert_same_commands(hostile: Run, baseline: Run, value: object) -> None:
     assert len(hostile.trace) == len(baseline.trace), (value, hostile.trace)
 
 
+def is_check(call: list[str]) -> bool:
+    """The job's check that the scheduler answers: ``python -c PREFLIGHT ...``."""
+    return call[1:3] == ["-c", PREFLIGHT]
+
+
 def worker_call(run: Run) -> list[str]:
-    (call,) = run.records
+    (call,) = [call for call in run.records if not is_check(call)]
+    return call
+
+
+def check_call(run: Run) -> list[str]:
+    (call,) = [call for call in run.records if is_check(call)]
     return call
 
 
@@ -251,6 +262,8 @@ def check_worker_field(
         argv = worker_call(hostile)
         assert len(argv) == len(worker_call(baseline)), (value, argv)
         assert same(expected(), argv[argv.index(flag) + 1]), (value, argv)
+        check = check_call(hostile)
+        assert len(check) == len(check_call(baseline)), (value, check)
 
 
 def is_builtin(name: str) -> bool:
@@ -268,7 +281,8 @@ def test_the_harness_sees_an_injected_command(tmp_path: Path) -> None:
     script = render(opts, Slurm())
     baseline = run_script(script, tmp_path)
     assert [call[:3] for call in baseline.records] == [
-        ["hpcdask-python", "-m", "distributed.cli.dask_worker"]
+        ["hpcdask-python", "-c", PREFLIGHT],
+        ["hpcdask-python", "-m", "distributed.cli.dask_worker"],
     ]
     # what an unquoted value would do: split into words, or run a command
     worker = next(line for line in script.splitlines() if " -m distributed" in line)
@@ -322,6 +336,11 @@ def test_interface(value: str, tmp_path: Path) -> None:
     check_worker_field(
         tmp_path, "interface", value, "--interface", lambda: re.escape(value)
     )
+    # the check looks for the same interface on the node
+    opts = refused_or("interface", lambda: options(Slurm(), tmp_path, interface=value))
+    if opts is not None:
+        run = run_script(render(opts, Slurm()), tmp_path)
+        assert check_call(run)[5] == value
 
 
 @SETTINGS
@@ -356,7 +375,13 @@ def test_python(value: str, tmp_path: Path) -> None:
         baseline = run_script(render(options(system, tmp_path), system), tmp_path)
         hostile_run = run_script(render(opts, system), tmp_path)
         assert not ran_canary(hostile_run), (value, hostile_run.records)
-        assert len(hostile_run.trace) == len(baseline.trace), value
+        # the check runs first: a python that is a path (missing here, or this
+        # interpreter, the default) runs without a PATH search, fails its check
+        # (no scheduler here) and the script stops there
+        check = next(i for i, step in enumerate(baseline.trace) if " -c " in step[:40])
+        stopped = hostile_run.trace[check + 1 : check + 2] == ["exit 1"]
+        steps = check + 2 if stopped else len(baseline.trace)
+        assert len(hostile_run.trace) == steps, (value, hostile_run.trace)
         if not hostile_run.records:
             # a path runs (here: no such file) without a PATH search, and a
             # builtin (":") needs none: either way nothing is recorded
@@ -403,6 +428,7 @@ def test_scheduler_address(value: str, tmp_path: Path) -> None:
         hostile_run = run_script(script, tmp_path)
         assert_same_commands(hostile_run, baseline, value)
         assert same(expand(value), worker_call(hostile_run)[3])
+        assert same(expand(value), check_call(hostile_run)[3])
 
 
 @SETTINGS
@@ -634,8 +660,11 @@ def test_prologue_and_epilogue_stay_the_lines_given(
             return
         lines = render(opts, system).splitlines()
         worker = next(i for i, line in enumerate(lines) if " -m distributed." in line)
+        # the prologue comes before the check that the scheduler answers (its
+        # Python source is a word of several lines), the epilogue after the workers
+        check = next(i for i, line in enumerate(lines) if " -c 'import " in line)
         if field == "job_script_prologue":
-            assert lines[worker - len(value) : worker] == value
+            assert lines[check - len(value) : check] == value
         else:
             assert lines[worker + 1 :] == value
         base = render(options(system, tmp_path, **{field: []}), system).splitlines()

@@ -103,6 +103,12 @@ def test_help_lists_the_subcommands() -> None:
         (["cancel", "a,b", "--system", "slurm"], 1, "invalid name='a,b'"),
         (["cancel", "x", "--system", "local"], 2, "invalid choice: 'local'"),
         (["job-script", "--profile", "nope"], 1, "invalid profile='nope'"),
+        (
+            ["job-script", "--system", "slurm", "--cores", "1", "--memory", "1GB",
+             "--nodes", "0"],
+            1,
+            "hpcdask job-script: error: invalid nodes=0",
+        ),
     ],
 )  # fmt: skip
 def test_errors_are_one_line_and_non_zero(
@@ -180,6 +186,17 @@ def test_job_script_from_arguments_for_pbs() -> None:
     assert "#PBS -l select=1:ncpus=4:mem=7630mb" in lines
     assert "#PBS -l place=scatter" in lines
     assert "tls://10.1.2.3:8786" in out
+
+
+def test_job_script_of_a_multi_node_job() -> None:
+    code, out, _ = run_cli(
+        "job-script", "--system", "slurm", "--cores", "8", "--memory", "16GB",
+        "--nodes", "2",
+    )  # fmt: skip
+    assert code == 0
+    lines = out.splitlines()
+    assert "#SBATCH --nodes=2" in lines and "#SBATCH --ntasks-per-node=1" in lines
+    assert sum(line.startswith("srun ") for line in lines) == 2  # check, workers
 
 
 # -- the queue: listing and cancelling with saved real output ------------------------

@@ -214,3 +214,29 @@ async def test_workers_map_back_to_jobs(tmp_path: Path) -> None:
     jobs = frame(table)
     assert list(jobs["job_id"]) == ["1", "2", "3"]
     assert list(jobs["workers"]) == [1, 0, 0]
+
+
+async def test_a_requeued_job_is_handed_to_on_requeued_once(tmp_path: Path) -> None:
+    # job 375 as squeue printed it running, then after `scontrol requeue 375`
+    queue = FIXTURES / "slurm/queue"
+    running = (queue / "squeue_running_epoch.txt").read_text()
+    requeued = (queue / "squeue_requeued_epoch.txt").read_text()
+    runner = FakeRunner(
+        {"sbatch": [ok("375\n")], "squeue": [ok(running), ok(requeued), ok(requeued)]}
+    )
+    seen: list[str] = []
+    opts = resolve_job_options(
+        "slurm", cores=1, memory="1GB", log_directory=str(tmp_path)
+    )
+    table = JobTable(
+        CommandBackend(Slurm(), runner),
+        opts,
+        on_requeued=lambda record: seen.append(record.name),
+    )
+    (record,) = await table.submit(["w-0"], "#!/bin/bash\n")
+    await table.poll()
+    assert record.state is JobState.RUNNING and seen == []
+    assert await table.poll() == []  # requeued is not ended
+    assert seen == ["w-0"] and record.state is JobState.PENDING
+    await table.poll()  # still pending: the same requeue, not a second one
+    assert seen == ["w-0"] and record.requeues == 1

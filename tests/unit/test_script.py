@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 
 from hpcdask.config import resolve_job_options
 from hpcdask.format import format_memory_limit
+from hpcdask.network import PREFLIGHT
 from hpcdask.script import render_job_script
 from hpcdask.systems.local import LocalSystem
 from hpcdask.systems.pbs import PBS
 from hpcdask.systems.slurm import Slurm
 
 ADDRESS = "tcp://10.0.0.1:8786"
+
+
+def commands(script: str) -> list[str]:
+    """The script's lines, with the pre-flight check's Python source (a
+    multi-line quoted word) shown as ``PREFLIGHT``."""
+    return script.replace(shlex.quote(PREFLIGHT), "PREFLIGHT").splitlines()
 
 
 def slurm_script(**kwargs: object) -> str:
@@ -92,12 +101,17 @@ def test_prologue_epilogue_and_worker_args_in_order() -> None:
         nanny=False,
         death_timeout=120,
     )
-    lines = script.splitlines()
+    lines = commands(script)
     i = lines.index("module load python")
     assert lines[i + 1] == "source $HOME/venv/bin/activate"
-    assert lines[i + 2].split()[1:3] == ["-m", "distributed.cli.dask_worker"]
-    assert lines[i + 3] == "echo done"
-    command = lines[i + 2]
+    # after the prologue (which may load the python), before the workers: the
+    # check that the scheduler answers (10 s, or the death timeout if shorter)
+    assert lines[i + 2].split()[1:] == [
+        "-c", "PREFLIGHT", "tcp://10.0.0.1:8786", "10", "ib0", "||", "exit", "1"
+    ]  # fmt: skip
+    assert lines[i + 3].split()[1:3] == ["-m", "distributed.cli.dask_worker"]
+    assert lines[i + 4] == "echo done"
+    command = lines[i + 3]
     assert command.endswith("--lifetime 55m --resources GPU=1")
     assert '--local-directory "$TMPDIR"' in command
     assert "--interface ib0" in command

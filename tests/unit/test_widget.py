@@ -98,6 +98,13 @@ def test_repr_shows_what_the_cluster_does_and_costs() -> None:
     assert "2 running, 3 pending (Priority: 2, Resources), 1 failed" in text
     assert "8 connected of 20 planned (72 threads, 218 GB)" in text
     assert "36 cores, 109 GB, 4 worker processes, walltime 01:00:00" in text
+
+
+def test_repr_of_multi_node_jobs_says_per_node() -> None:
+    text = text_of(render_html(view(nodes_per_job=2)))
+    assert (
+        "2 nodes, each 36 cores, 109 GB, 4 worker processes, walltime 01:00:00" in text
+    )
     # the oldest running job is the one with the least walltime left
     assert "00:25:00 for the oldest running job (11) of 01:00:00" in text
     assert "12.50 core-hours (0.35 node-hours), burning 72 core-hours/hour" in text
