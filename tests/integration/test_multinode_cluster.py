@@ -18,7 +18,8 @@ import pytest
 from distributed import Client
 
 from hpcdask import JobFailedError, PBSCluster, SLURMCluster
-from tests.integration.conftest import MultiNode, wait_for
+from tests.integration.conftest import wait_for
+from tests.integration.multinode_site import MultiNode
 
 HOSTS = {"10.77.0.11": "mn1", "10.77.0.12": "mn2", "10.77.0.13": "mn3", "10.77.0.14": "mn4"}  # fmt: skip
 

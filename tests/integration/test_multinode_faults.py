@@ -19,8 +19,9 @@ from distributed import Client
 
 from hpcdask import SLURMCluster
 from hpcdask.runner import SubprocessRunner
-from tests.integration.conftest import MultiNode, wait_for
+from tests.integration.conftest import wait_for
 from tests.integration.fault_report import record_fault
+from tests.integration.multinode_site import MultiNode
 
 USABLE = ("idle", "mixed", "allocated")
 #: how long the network stays down in the network fault
