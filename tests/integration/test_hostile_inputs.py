@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from hpcdask.cli import cancel_argv, check_job_name
 from hpcdask.config import JobOptions, resolve_job_options
 from hpcdask.errors import InvalidOptionError
-from hpcdask.mpi_script import render_mpi_job_script
+from hpcdask.mpi.script import render_mpi_job_script
 from hpcdask.script import render_job_script
 from hpcdask.security import placeholder_security_args
 from hpcdask.systems.base import BatchSystem

@@ -27,7 +27,7 @@ import pytest
 from distributed import Client
 
 REPO = Path(__file__).resolve().parents[2]
-HPCDASK_MPI = [sys.executable, "-m", "hpcdask.mpi_cli"]
+HPCDASK_MPI = [sys.executable, "-m", "hpcdask.mpi"]
 # a free dashboard port: other tests may hold 8787
 FREE_DASHBOARD = ["--dashboard-address", ":0"]
 
@@ -164,7 +164,7 @@ COMPUTE = """
 
 def test_importing_the_launcher_does_not_start_mpi() -> None:
     code = (
-        "import sys, hpcdask.mpi, hpcdask.mpi_cli, hpcdask.mpi_script; "
+        "import sys, hpcdask.mpi, hpcdask.mpi.cli, hpcdask.mpi.script; "
         "print('mpi4py.MPI' in sys.modules)"
     )
     out = subprocess.run(

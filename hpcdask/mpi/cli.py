@@ -1,4 +1,5 @@
-"""The ``hpcdask-mpi`` command: a Dask cluster inside one ``mpirun``.
+"""The ``hpcdask-mpi`` command (also ``python -m hpcdask.mpi``): a Dask cluster
+inside one ``mpirun``.
 
 ::
 
@@ -11,124 +12,25 @@
 connects to the scheduler), ranks 2 and up are workers; every rank exits with the
 script's exit code. ``serve``: rank 0 is the scheduler and every other rank a
 worker; a client elsewhere connects with ``Client(scheduler_file=...)`` and ends
-the run with ``client.shutdown()``.
+the run with ``client.shutdown()``. The cluster flags come from the fields of
+:class:`~hpcdask.mpi.options.ClusterOptions`.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import json
+import importlib.util
 import os
 import runpy
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from hpcdask.mpi import (
-    ClusterOptions,
-    WorldTooSmallError,
-    check_options,
-    run,
-    serve,
-)
+from hpcdask.errors import WorldTooSmallError
+from hpcdask.mpi.api import run_with, serve_with
+from hpcdask.mpi.options import ClusterOptions, add_arguments, from_arguments
 
-__all__ = ["main", "parse_args", "resolve_target"]
-
-
-def _memory_limit(text: str) -> str | float | None:
-    if text.lower() in ("none", "0"):
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text}")
-    return value
-
-
-def _worker_options(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"not JSON: {e}") from e
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("expected a JSON object")
-    return value
-
-
-def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
-    defaults = ClusterOptions()
-    group = parser.add_argument_group("cluster")
-    group.add_argument("--interface", help="network interface, e.g. ib0")
-    group.add_argument(
-        "--nthreads", type=int, default=defaults.nthreads, help="threads per worker"
-    )
-    group.add_argument(
-        "--memory-limit",
-        type=_memory_limit,
-        default=defaults.memory_limit,
-        help="memory per worker, e.g. 4GB ('auto': dask's share; 'none': no limit)",
-    )
-    group.add_argument("--local-directory", help="directory for worker scratch files")
-    group.add_argument(
-        "--nanny",
-        action=argparse.BooleanOptionalAction,
-        default=defaults.nanny,
-        help="run each worker under a nanny that restarts it",
-    )
-    group.add_argument(
-        "--dashboard",
-        action=argparse.BooleanOptionalAction,
-        default=defaults.dashboard,
-        help="serve the scheduler's dashboard",
-    )
-    group.add_argument(
-        "--dashboard-address",
-        default=defaults.dashboard_address,
-        help="dashboard address (default %(default)s; ':0' for any free port)",
-    )
-    group.add_argument("--protocol", help="comm protocol, e.g. tcp:// or ucx://")
-    group.add_argument(
-        "--worker-class",
-        default=defaults.worker_class,
-        help="import path of the worker class (default %(default)s)",
-    )
-    group.add_argument(
-        "--worker-options",
-        type=_worker_options,
-        default={},
-        help="JSON object of further worker keyword arguments",
-    )
-    group.add_argument("--scheduler-file", help="write the scheduler's address here")
-    group.add_argument(
-        "--scheduler-port",
-        type=int,
-        default=defaults.scheduler_port,
-        help="scheduler port (default: any free port)",
-    )
-    group.add_argument(
-        "--log-level",
-        default=defaults.log_level,
-        help="level of dask's logs (default %(default)s; 'dask' keeps dask's config)",
-    )
-    group.add_argument(
-        "--failure-timeout",
-        type=_positive_float,
-        default=defaults.failure_timeout,
-        help="seconds before a lost rank ends the job (default %(default)s)",
-    )
-    group.add_argument(
-        "--shutdown-timeout",
-        type=_positive_float,
-        default=defaults.shutdown_timeout,
-        help="seconds the shutdown may take (default %(default)s)",
-    )
+__all__ = ["build_parser", "cluster_options", "main", "parse_args", "resolve_target"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         "a script path, or MODULE:FUNCTION (called with no arguments, like a "
         "console script); with -m, a module run as `python -m` does.",
     )
-    _add_cluster_options(run_parser)
+    add_arguments(run_parser)
     run_parser.add_argument(
         "-m", dest="module", metavar="MODULE", help="run a module as python -m does"
     )
@@ -163,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         "rank, for a client elsewhere. Ends when the scheduler is shut down "
         "(client.shutdown()).",
     )
-    _add_cluster_options(serve_parser)
+    add_arguments(serve_parser)
     serve_parser.set_defaults(module=None, target=[])
     return parser
 
@@ -176,32 +78,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error("run: give a script, MODULE:FUNCTION, or -m MODULE")
     if args.command == "serve" and not args.scheduler_file:
         parser.error("serve: --scheduler-file is needed for clients to connect")
-    if args.log_level == "dask":
-        args.log_level = None
     return args
 
 
-def cluster_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword arguments of :func:`hpcdask.mpi.run` / ``serve`` from ``args``."""
-    options = {
-        "interface": args.interface,
-        "nthreads": args.nthreads,
-        "memory_limit": args.memory_limit,
-        "local_directory": args.local_directory,
-        "nanny": args.nanny,
-        "dashboard": args.dashboard,
-        "dashboard_address": args.dashboard_address,
-        "protocol": args.protocol,
-        "worker_class": args.worker_class,
-        "worker_options": args.worker_options,
-        "scheduler_file": args.scheduler_file,
-        "scheduler_port": args.scheduler_port,
-        "log_level": args.log_level,
-        "failure_timeout": args.failure_timeout,
-        "shutdown_timeout": args.shutdown_timeout,
-    }
-    check_options(ClusterOptions(**options))
-    return options
+def cluster_options(args: argparse.Namespace) -> ClusterOptions:
+    """The options of :func:`hpcdask.mpi.run` / ``serve`` from ``args``;
+    :class:`ValueError` for a bad value."""
+    return from_arguments(args, ClusterOptions)
 
 
 def resolve_target(
@@ -255,15 +138,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The ``hpcdask-mpi`` command; returns the exit code for this rank."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     options = cluster_options(args)
+    if not mpi4py_installed():
+        print(
+            "hpcdask-mpi: error: mpi4py is not installed; "
+            "pip install 'hpcdask[mpi]' adds it",
+            file=sys.stderr,
+        )
+        return 2
     try:
         if args.command == "serve":
-            return serve(**options)
+            return serve_with(options)
         function, script_argv = resolve_target(args.module, args.target)
-        return run(_run_as_client, function, script_argv, exit=False, **options)
+        return run_with(options, _run_as_client, function, script_argv, exit=False)
     except WorldTooSmallError as e:
         if _world_rank() == 0:
             print(f"hpcdask-mpi: error: {e}", file=sys.stderr)
         return 2
+
+
+def mpi4py_installed() -> bool:
+    """Whether mpi4py can be imported (it is not imported here)."""
+    return importlib.util.find_spec("mpi4py") is not None
 
 
 def _world_rank() -> int:

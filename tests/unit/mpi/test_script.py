@@ -9,7 +9,7 @@ import pytest
 
 from hpcdask.config import resolve_job_options
 from hpcdask.errors import InvalidOptionError
-from hpcdask.mpi_script import mpi_launch_argv, render_mpi_job_script
+from hpcdask.mpi.script import mpi_launch_argv, render_mpi_job_script
 from hpcdask.systems.pbs import PBS
 from hpcdask.systems.slurm import Slurm
 
@@ -69,7 +69,7 @@ def test_slurm_script_carries_the_cluster_settings() -> None:
         "4",
         "/opt/py/bin/python",
         "-m",
-        "hpcdask.mpi_cli",
+        "hpcdask.mpi",
         "run",
         "--nthreads",
         "2",

@@ -4,7 +4,7 @@
 non-interactive run of ``analysis.py`` with the same queue, account, walltime,
 memory, threads per worker, prologue and extra directives as the notebook's
 cluster: one batch job whose ``mpirun`` starts ``hpcdask-mpi run`` on every rank
-(:mod:`hpcdask.mpi_cli`). Pure functions: nothing is written or submitted here.
+(:mod:`hpcdask.mpi.cli`). Pure functions: nothing is written or submitted here.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 from hpcdask.config import JobOptions
 from hpcdask.errors import InvalidOptionError
-from hpcdask.mpi import MIN_RANKS
-from hpcdask.script import _log_redirection, format_memory_limit
+from hpcdask.mpi.roles import MIN_RANKS
+from hpcdask.script import format_memory_limit, log_redirection_lines
 from hpcdask.systems.base import BatchSystem
 from hpcdask.validation import shell_word
 
@@ -64,7 +64,7 @@ def mpi_launch_argv(
     mpi_args: Sequence[str] = (),
     module: bool = False,
 ) -> list[str]:
-    """The launch command as shell words: ``mpirun -np N python -m hpcdask.mpi_cli
+    """The launch command as shell words: ``mpirun -np N python -m hpcdask.mpi
     run [options] script [args]``, worker settings taken from ``opts``.
 
     ``script`` is a path, or ``package.module:function``, or with ``module=True``
@@ -76,7 +76,7 @@ def mpi_launch_argv(
     count_flag = "-n" if launcher == "srun" else "-np"
     words = [launcher, count_flag, str(ntasks)]
     words += [shell_word("launcher_args", a) for a in launcher_args]
-    words += [shell_word("python", opts.python), "-m", "hpcdask.mpi_cli", "run"]
+    words += [shell_word("python", opts.python), "-m", "hpcdask.mpi", "run"]
     words += [
         "--nthreads",
         str(opts.threads_per_worker),
@@ -159,10 +159,8 @@ def render_mpi_job_script(
     launcher, launcher_args
         ``"mpirun"`` (default), ``"mpiexec"`` or ``"srun"``, and its extra
         arguments (e.g. ``["--bind-to", "none"]``).
-    mpi_args
-        further ``hpcdask-mpi run`` options.
-    module
-        run ``script`` as a module (``python -m``).
+    mpi_args, module
+        further ``hpcdask-mpi run`` options; run ``script`` as ``python -m``.
 
     Returns
     -------
@@ -189,14 +187,21 @@ def render_mpi_job_script(
         mpi_args=mpi_args,
         module=module,
     )
-    mpi_opts = _mpi_options(opts, system, nodes, total)
+    return _script_text(opts, system, _mpi_options(opts, system, nodes, total), command)
+
+
+def _script_text(
+    opts: JobOptions, system: BatchSystem, mpi_opts: JobOptions, command: list[str]
+) -> str:
+    """The job script around ``command``: the cluster's shebang, prologue and
+    epilogue, and the directives of ``mpi_opts`` (one job of many tasks)."""
     single_task = f"{system.directive_prefix} -n 1"
     lines = [opts.shebang, ""]
     directives = [d for d in system.render_directives(mpi_opts) if d != single_task]
     if directives:
         lines += [*directives, ""]
     if not system.writes_logs:
-        lines += _log_redirection(mpi_opts, system)
+        lines += log_redirection_lines(mpi_opts, system)
     lines += opts.job_script_prologue
     lines.append(" ".join(command))
     lines += opts.job_script_epilogue
