@@ -77,10 +77,17 @@ class MPIClusterError(HPCDaskError):
 class WorldTooSmallError(MPIClusterError, ValueError):
     """The communicator has too few ranks for the roles asked for."""
 
-    def __init__(self, size: int, needed: int, roles: str) -> None:
+    def __init__(
+        self,
+        size: int,
+        needed: int,
+        roles: str,
+        unit: str = "MPI ranks",
+        start: str = "mpirun -np",
+    ) -> None:
         self.size = size
         self.needed = needed
         super().__init__(
-            f"hpcdask's MPI launcher needs at least {needed} MPI ranks ({roles}); "
-            f"this run has {size}: start it with e.g. `mpirun -np {needed} ...`"
+            f"hpcdask's launcher needs at least {needed} {unit} ({roles}); "
+            f"this run has {size}: start it with e.g. `{start} {needed} ...`"
         )

@@ -46,17 +46,24 @@ Importing it does not start MPI.
 from __future__ import annotations
 
 from hpcdask.errors import MPIClusterError, WorldTooSmallError
-from hpcdask.mpi.api import initialize, run, serve
-from hpcdask.mpi.options import ClusterOptions
+from hpcdask.mpi.api import execute, initialize, run, send_close_signal, serve
+from hpcdask.mpi.options import ClusterOptions, Placement
 from hpcdask.mpi.roles import RankWatch, Roles
+
+#: dask-mpi's name for it, so that changing the import is enough
+WorldTooSmallException = WorldTooSmallError
 
 __all__ = [
     "ClusterOptions",
     "MPIClusterError",
+    "Placement",
     "RankWatch",
     "Roles",
     "WorldTooSmallError",
+    "WorldTooSmallException",
+    "execute",
     "initialize",
     "run",
+    "send_close_signal",
     "serve",
 ]

@@ -1,5 +1,5 @@
-"""The ``hpcdask-mpi`` command (also ``python -m hpcdask.mpi``): a Dask cluster
-inside one ``mpirun``.
+"""The ``hpcdask-mpi`` and ``hpcdask-srun`` commands: a Dask cluster inside one
+``mpirun``, or inside one ``srun`` without MPI.
 
 ::
 
@@ -7,13 +7,16 @@ inside one ``mpirun``.
     mpirun -np 8 hpcdask-mpi run -m package.module ARGS... # a module, as python -m
     mpirun -np 8 hpcdask-mpi run package.module:main ARGS  # a function, as main()
     mpirun -np 8 hpcdask-mpi serve --scheduler-file s.json # scheduler + workers only
+    srun -n 8 hpcdask-srun run analysis.py ARGS...         # the same, Slurm's tasks
 
 ``run``: rank 0 is the scheduler, rank 1 runs the script (``distributed.Client()``
 connects to the scheduler), ranks 2 and up are workers; every rank exits with the
 script's exit code. ``serve``: rank 0 is the scheduler and every other rank a
 worker; a client elsewhere connects with ``Client(scheduler_file=...)`` and ends
-the run with ``client.shutdown()``. The cluster flags come from the fields of
-:class:`~hpcdask.mpi.options.ClusterOptions`.
+the run with ``client.shutdown()``; it takes the options of dask-mpi's command.
+The flags come from the fields of :class:`~hpcdask.mpi.options.ClusterOptions`,
+:class:`~hpcdask.mpi.options.Placement` and
+:class:`~hpcdask.mpi.slurm.SrunOptions`.
 """
 
 from __future__ import annotations
@@ -26,29 +29,62 @@ import runpy
 import sys
 from collections.abc import Callable, Sequence
 
-from hpcdask.errors import WorldTooSmallError
-from hpcdask.mpi.api import run_with, serve_with
-from hpcdask.mpi.options import ClusterOptions, add_arguments, from_arguments
+from hpcdask.errors import MPIClusterError, WorldTooSmallError
+from hpcdask.mpi.api import mpi_control, run_with, serve_with
+from hpcdask.mpi.control import ControlPlane
+from hpcdask.mpi.options import (
+    ClusterOptions,
+    Placement,
+    add_arguments,
+    from_arguments,
+)
+from hpcdask.mpi.slurm import SlurmStep, SrunControl, SrunOptions
 
-__all__ = ["build_parser", "cluster_options", "main", "parse_args", "resolve_target"]
+__all__ = [
+    "build_parser",
+    "cluster_options",
+    "main",
+    "parse_args",
+    "resolve_target",
+    "srun_main",
+]
+
+#: each command's launcher: what starts its ranks, and what it is called
+_COMMANDS = {"mpirun": "hpcdask-mpi", "srun": "hpcdask-srun"}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``hpcdask-mpi`` argument parser."""
+def build_parser(launcher: str = "mpirun") -> argparse.ArgumentParser:
+    """The argument parser of ``hpcdask-mpi`` (or ``hpcdask-srun``)."""
+    where = "one mpirun" if launcher == "mpirun" else "one srun (no MPI)"
     parser = argparse.ArgumentParser(
-        prog="hpcdask-mpi",
-        description="A Dask cluster inside one mpirun: rank 0 scheduler, "
+        prog=_COMMANDS[launcher],
+        description=f"A Dask cluster inside {where}: rank 0 scheduler, "
         "rank 1 your script (run) or nothing (serve), other ranks workers.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser(
         "run",
         help="run a script, module or function as the client",
-        description="Run TARGET on rank 1 as the client of the cluster. TARGET is "
+        description="Run TARGET on the client rank (1) of the cluster. TARGET is "
         "a script path, or MODULE:FUNCTION (called with no arguments, like a "
         "console script); with -m, a module run as `python -m` does.",
     )
-    add_arguments(run_parser)
+    serve_parser = commands.add_parser(
+        "serve",
+        help="only a scheduler (rank 0) and workers (other ranks)",
+        description="Start a scheduler on rank 0 and a worker on every other "
+        "rank, for a client elsewhere. Ends when the scheduler is shut down "
+        "(client.shutdown()). Takes dask-mpi's options.",
+    )
+    for sub in (run_parser, serve_parser):
+        add_arguments(sub)
+        exclude = ("client_rank",) if sub is serve_parser else ()
+        add_arguments(sub, Placement, "ranks", exclude)
+        if launcher == "srun":
+            add_arguments(sub, SrunOptions, "srun")
+    run_parser.add_argument(
+        "--scheduler-address", help="with --no-scheduler: the scheduler to join"
+    )
     run_parser.add_argument(
         "-m", dest="module", metavar="MODULE", help="run a module as python -m does"
     )
@@ -58,26 +94,30 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TARGET [ARGS]",
         help="script path or MODULE:FUNCTION, then its arguments",
     )
-    serve_parser = commands.add_parser(
-        "serve",
-        help="only a scheduler (rank 0) and workers (other ranks)",
-        description="Start a scheduler on rank 0 and a worker on every other "
-        "rank, for a client elsewhere. Ends when the scheduler is shut down "
-        "(client.shutdown()).",
+    serve_parser.add_argument(
+        "scheduler_address",
+        nargs="?",
+        metavar="SCHEDULER_ADDRESS",
+        help="with --no-scheduler: the scheduler to join",
     )
-    add_arguments(serve_parser)
     serve_parser.set_defaults(module=None, target=[])
     return parser
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+def parse_args(argv: Sequence[str], launcher: str = "mpirun") -> argparse.Namespace:
     """Parse the command line; exits with usage on an error, like argparse."""
-    parser = build_parser()
+    parser = build_parser(launcher)
     args = parser.parse_args(list(argv))
     if args.command == "run" and not args.module and not args.target:
         parser.error("run: give a script, MODULE:FUNCTION, or -m MODULE")
-    if args.command == "serve" and not args.scheduler_file:
+    if args.command == "serve" and args.scheduler and not args.scheduler_file:
         parser.error("serve: --scheduler-file is needed for clients to connect")
+    if not args.scheduler and not (args.scheduler_address or args.scheduler_file):
+        parser.error("--no-scheduler: give SCHEDULER_ADDRESS or --scheduler-file")
+    try:
+        cluster_options(args)
+    except ValueError as e:
+        parser.error(str(e))
     return args
 
 
@@ -88,7 +128,7 @@ def cluster_options(args: argparse.Namespace) -> ClusterOptions:
 
 
 def resolve_target(
-    module: str | None, target: Sequence[str]
+    module: str | None, target: Sequence[str], prog: str = "hpcdask-mpi"
 ) -> tuple[Callable[[], object], list[str]]:
     """What rank 1 calls, and the ``sys.argv`` it sees; nothing is imported yet."""
     if module:
@@ -118,7 +158,7 @@ def resolve_target(
         # as `python script.py`: its directory first on sys.path, argv[0] as given
         if not os.path.isfile(name):
             print(
-                f"hpcdask-mpi: can't open file {os.path.abspath(name)!r}: No such file",
+                f"{prog}: can't open file {os.path.abspath(name)!r}: No such file",
                 file=sys.stderr,
             )
             return 2
@@ -134,37 +174,62 @@ def _run_as_client(function: Callable[[], object], argv: list[str]) -> object:
     return function()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, launcher: str = "mpirun") -> int:
     """The ``hpcdask-mpi`` command; returns the exit code for this rank."""
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    options = cluster_options(args)
-    if not mpi4py_installed():
+    name = _COMMANDS[launcher]
+    args = parse_args(sys.argv[1:] if argv is None else argv, launcher)
+    if launcher == "mpirun" and not mpi4py_installed():
         print(
-            "hpcdask-mpi: error: mpi4py is not installed; "
-            "pip install 'hpcdask[mpi]' adds it",
+            f"{name}: error: mpi4py is not installed; "
+            "pip install 'hpcdask[mpi]' adds it (or, under srun: hpcdask-srun)",
             file=sys.stderr,
         )
         return 2
     try:
-        if args.command == "serve":
-            return serve_with(options)
-        function, script_argv = resolve_target(args.module, args.target)
-        return run_with(options, _run_as_client, function, script_argv, exit=False)
-    except WorldTooSmallError as e:
-        if _world_rank() == 0:
-            print(f"hpcdask-mpi: error: {e}", file=sys.stderr)
+        control = _control(launcher, args)
+    except MPIClusterError as e:
+        print(f"{name}: error: {e}", file=sys.stderr)
         return 2
+    options = cluster_options(args)
+    placement = from_arguments(args, Placement)
+    try:
+        if args.command == "serve":
+            address = args.scheduler_address
+            return serve_with(
+                options, control=control, placement=placement, address=address
+            )
+        function, script_argv = resolve_target(args.module, args.target, name)
+        return run_with(
+            options,
+            _run_as_client,
+            function,
+            script_argv,
+            exit=False,
+            control=control,
+            placement=placement,
+            address=args.scheduler_address,
+        )
+    except (WorldTooSmallError, ValueError) as e:
+        if control.rank == 0:
+            print(f"{name}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def srun_main(argv: Sequence[str] | None = None) -> int:
+    """The ``hpcdask-srun`` command: ``hpcdask-mpi`` for ``srun``'s tasks."""
+    return main(argv, launcher="srun")
+
+
+def _control(launcher: str, args: argparse.Namespace) -> ControlPlane:
+    if launcher == "mpirun":
+        return mpi_control()
+    step = SlurmStep.from_environ(os.environ)
+    return SrunControl(step, from_arguments(args, SrunOptions))
 
 
 def mpi4py_installed() -> bool:
     """Whether mpi4py can be imported (it is not imported here)."""
     return importlib.util.find_spec("mpi4py") is not None
-
-
-def _world_rank() -> int:
-    from mpi4py import MPI
-
-    return int(MPI.COMM_WORLD.Get_rank())
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
-from hpcdask.mpi.logs import flush_logs
+from hpcdask.mpi.logs import flush_logs, logger
 from hpcdask.mpi.roles import POLL_INTERVAL, Tag
 
 if TYPE_CHECKING:
@@ -26,8 +26,11 @@ __all__ = ["ControlPlane", "MPIControl", "Mailbox", "wait_for"]
 class ControlPlane(Protocol):
     """What the rank roles need from the ranks' control channel."""
 
+    #: this process's rank, and how many ranks there are
     rank: int
     size: int
+    #: what an abort ends, for messages: "MPI job", "job step"
+    job: str
 
     def publish_address(self, address: str) -> None:
         """On the scheduler rank: give every other rank the scheduler's address."""
@@ -43,13 +46,17 @@ class ControlPlane(Protocol):
         """Send ``tag`` with an exit code to rank ``dest`` without waiting."""
 
     def receive(self) -> tuple[Tag, int] | None:
-        """The next message to this rank, if one has arrived."""
+        """The next message to this rank, if one has arrived (``None`` also
+        before the scheduler's address is shared)."""
 
     def flush(self, timeout: float) -> None:
         """Wait (bounded) until the messages this rank sent are delivered."""
 
     def abort(self, code: int) -> NoReturn:
         """End every rank of the job now."""
+
+    def close(self) -> None:
+        """This rank is done: release what the control plane holds."""
 
 
 class MPIControl:
@@ -59,6 +66,8 @@ class MPIControl:
     collective, and rank 0 starts its scheduler while the other ranks are still
     importing.
     """
+
+    job = "MPI job"
 
     def __init__(self, world: Intracomm) -> None:
         self.world = world
@@ -93,6 +102,8 @@ class MPIControl:
     def receive(self) -> tuple[Tag, int] | None:
         from mpi4py import MPI
 
+        if self._comm is None:  # nothing can arrive before the address is shared
+            return None
         status = MPI.Status()
         if not self.comm.iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG, status=status):
             return None
@@ -115,6 +126,11 @@ class MPIControl:
         self.world.Abort(code or 1)
         raise AssertionError("unreachable: MPI_Abort returned")
 
+    def close(self) -> None:
+        # The duplicate stays: freeing it is collective, and a script may go on
+        # with its own communicator (initialize(exit=False), execute()).
+        pass
+
 
 class Mailbox:
     """The messages to this rank, as futures by tag, for code in an event loop.
@@ -135,13 +151,18 @@ class Mailbox:
         return self._futures[tag]
 
     async def _poll(self) -> None:
-        while True:
-            while (message := self.control.receive()) is not None:
-                tag, code = message
-                future = self.future(tag)
-                if not future.done():
-                    future.set_result(code)
-            await asyncio.sleep(POLL_INTERVAL)
+        try:
+            while True:
+                while (message := self.control.receive()) is not None:
+                    tag, code = message
+                    future = self.future(tag)
+                    if not future.done():
+                        future.set_result(code)
+                await asyncio.sleep(POLL_INTERVAL)
+        except Exception:
+            # a rank that can no longer hear the others would wait forever
+            logger.exception("rank %d cannot receive messages", self.control.rank)
+            self.control.abort(1)
 
     def close(self) -> None:
         self._task.cancel()

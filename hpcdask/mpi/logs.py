@@ -38,4 +38,6 @@ def flush_logs() -> None:
     for handler in logging.getLogger().handlers + logger.handlers:
         with contextlib.suppress(Exception):
             handler.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()

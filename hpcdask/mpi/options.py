@@ -12,23 +12,37 @@ import argparse
 import dataclasses
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
+
+from hpcdask.mpi.roles import Roles, worker_name
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-__all__ = ["ClusterOptions", "add_arguments", "from_arguments"]
+    from hpcdask.mpi.servers import DaskServer
+
+__all__ = ["ClusterOptions", "Placement", "add_arguments", "from_arguments"]
 
 D = TypeVar("D", bound="DataclassInstance")
 
 
-def flag(help: str, parse: Callable[[str], object] | None = None) -> dict[str, object]:
-    """A field's metadata that makes it a command-line flag: its help text and
-    how a word becomes its value (``str`` when ``None``; ``bool`` fields are
-    ``--x/--no-x``)."""
-    return {"help": help, "parse": parse}
+def flag(
+    help: str,
+    parse: Callable[[str], object] | None = None,
+    *,
+    names: tuple[str, ...] = (),
+    off: str | None = None,
+) -> dict[str, object]:
+    """A field's metadata that makes it a command-line flag.
+
+    ``help`` is its help text, ``parse`` turns a word into its value (``str``
+    when ``None``). The flag is ``--field-name``, or ``names``; a ``bool``
+    field is ``--x/--no-x``, or ``--x`` and ``off`` (e.g. dask-mpi's
+    ``--exclusive-workers/--inclusive-workers``).
+    """
+    return {"help": help, "parse": parse, "names": names, "off": off}
 
 
 # -- how command-line words become values ------------------------------------------
@@ -51,7 +65,7 @@ def parse_positive_float(text: str) -> float:
     return value
 
 
-def parse_json_object(text: str) -> dict[str, Any]:
+def parse_json_object(text: str) -> dict[str, object]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
@@ -120,7 +134,14 @@ class ClusterOptions:
         default="distributed.Worker",
         metadata=flag("import path of the worker class (default %(default)s)"),
     )
-    worker_options: Mapping[str, Any] = field(
+    worker_name: str | None = field(
+        default=None,
+        metadata=flag(
+            "name workers <NAME>-<rank> (default: the rank)",
+            names=("--worker-name", "--name"),
+        ),
+    )
+    worker_options: Mapping[str, object] = field(
         default_factory=dict,
         metadata=flag(
             "JSON object of further worker keyword arguments", parse_json_object
@@ -199,33 +220,74 @@ class ClusterOptions:
             kwargs["scheduler_file"] = self.scheduler_file
         return kwargs
 
-    def worker_spec(self, rank: int) -> tuple[Callable[..., Any], dict[str, object]]:
+    def worker_spec(
+        self, rank: int
+    ) -> tuple[Callable[..., DaskServer], dict[str, object]]:
         """The class to start on worker ``rank`` and its keyword arguments.
 
         With ``nanny=True`` that is a :class:`distributed.Nanny` running
-        ``worker_class``, unless ``worker_class`` is itself a nanny class.
+        ``worker_class`` when that is a :class:`distributed.Worker` class.
         """
-        from distributed import Nanny
+        from distributed import Nanny, Worker
         from distributed.utils import import_term
 
-        cls: Callable[..., Any] = (
+        cls: Callable[..., DaskServer] = (
             import_term(self.worker_class)
             if isinstance(self.worker_class, str)
             else self.worker_class
         )
         kwargs: dict[str, object] = {
-            "name": rank,
+            "name": worker_name(rank, self.worker_name),
             "interface": self.interface,
             "protocol": self.protocol,
             "nthreads": self.nthreads,
             "memory_limit": self.memory_limit,
             "local_directory": self.local_directory,
         }
-        if self.nanny and not (isinstance(cls, type) and issubclass(cls, Nanny)):
+        # a nanny runs a Worker class; others (dask-cuda's) start their own
+        if self.nanny and isinstance(cls, type) and issubclass(cls, Worker):
             kwargs["worker_class"] = cls
             cls = Nanny
         kwargs.update(self.worker_options)
         return cls, kwargs
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Which rank runs the scheduler and the client (``hpcdask-mpi`` flags and
+    :func:`~hpcdask.mpi.execute`'s arguments of the same names)."""
+
+    scheduler_rank: int = field(
+        default=0, metadata=flag("rank of the scheduler (default %(default)s)", int)
+    )
+    client_rank: int = field(
+        default=1, metadata=flag("rank of the client (default %(default)s)", int)
+    )
+    exclusive_workers: bool = field(
+        default=True,
+        metadata=flag(
+            "workers only on ranks with no other role (default); with "
+            "--inclusive-workers, on every rank",
+            off="--inclusive-workers",
+        ),
+    )
+    scheduler: bool = field(
+        default=True,
+        metadata=flag(
+            "start a scheduler (default); --no-scheduler: the workers join the "
+            "scheduler at SCHEDULER_ADDRESS or in --scheduler-file"
+        ),
+    )
+
+    def roles(self, size: int, with_client: bool, launcher: str) -> Roles:
+        """The roles of ``size`` ranks; :class:`WorldTooSmallError` if too few."""
+        return Roles(
+            size,
+            scheduler=self.scheduler_rank if self.scheduler else None,
+            client=self.client_rank if with_client else None,
+            exclusive_workers=self.exclusive_workers,
+            launcher=launcher,
+        )
 
 
 # -- flags from the fields ------------------------------------------------------------
@@ -235,36 +297,52 @@ def add_arguments(
     parser: argparse.ArgumentParser,
     cls: type[DataclassInstance] = ClusterOptions,
     title: str = "cluster",
+    exclude: Collection[str] = (),
 ) -> None:
-    """One flag per field of ``cls`` that has help text, defaults from ``cls``."""
+    """One flag per field of ``cls`` that has help text (but those named in
+    ``exclude``), defaults from ``cls``."""
     group = parser.add_argument_group(title)
     for f in dataclasses.fields(cls):
-        if "help" not in f.metadata:
+        if "help" not in f.metadata or f.name in exclude:
             continue
-        flag = "--" + f.name.replace("_", "-")
+        meta = f.metadata
+        names = meta["names"] or ("--" + f.name.replace("_", "-"),)
         default = (
             f.default_factory()
             if f.default_factory is not dataclasses.MISSING
             else f.default
         )
-        if isinstance(default, bool):
+        if not isinstance(default, bool):
             group.add_argument(
-                flag,
+                *names,
+                dest=f.name,
+                type=meta["parse"],
+                default=default,
+                help=meta["help"],
+            )
+        elif meta["off"] is None:
+            group.add_argument(
+                *names,
+                dest=f.name,
                 action=argparse.BooleanOptionalAction,
                 default=default,
-                help=f.metadata["help"],
+                help=meta["help"],
             )
-            continue
-        group.add_argument(
-            flag,
-            dest=f.name,
-            type=f.metadata["parse"],
-            default=default,
-            help=f.metadata["help"],
-        )
+        else:
+            group.add_argument(
+                *names,
+                dest=f.name,
+                action="store_true",
+                default=default,
+                help=meta["help"],
+            )
+            group.add_argument(
+                meta["off"], dest=f.name, action="store_false", help="the opposite"
+            )
 
 
 def from_arguments(args: argparse.Namespace, cls: type[D]) -> D:
-    """An instance of ``cls`` from the flags :func:`add_arguments` made."""
-    names = [f.name for f in dataclasses.fields(cls) if "help" in f.metadata]
+    """An instance of ``cls`` from the flags :func:`add_arguments` made (the
+    defaults of ``cls`` for fields without flags)."""
+    names = [f.name for f in dataclasses.fields(cls) if hasattr(args, f.name)]
     return cls(**{name: getattr(args, name) for name in names})

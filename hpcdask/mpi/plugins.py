@@ -48,7 +48,7 @@ class ShutdownPlugin(SchedulerPlugin):
 
     def add_worker(self, scheduler: Scheduler, worker: str) -> None:
         ws = scheduler.workers.get(worker)
-        rank = rank_of(ws.name) if ws is not None else None
+        rank = rank_of(ws.name, self.options.worker_name) if ws is not None else None
         if rank is not None and rank in self.roles.workers:
             self._ranks[worker] = rank
             self.watch.joined(rank)
@@ -66,10 +66,11 @@ class ShutdownPlugin(SchedulerPlugin):
         lost = self.watch.overdue(time.monotonic())
         if lost and not self.closing:
             logger.error(
-                "the worker(s) on MPI rank(s) %s left the scheduler and did not "
-                "come back within %gs; ending the MPI job",
+                "the worker(s) on rank(s) %s left the scheduler and did not "
+                "come back within %gs; ending the %s",
                 ", ".join(map(str, lost)),
                 self.options.failure_timeout,
+                self.control.job,
             )
             self.control.abort(1)
 
@@ -127,13 +128,16 @@ class QuietClose(WorkerPlugin):
 
     def setup(self, worker: Worker) -> None:
         self.worker = worker
-        self.in_flight: set[asyncio.Future[Any]] = set()
-        heartbeat: Any = worker.periodic_callbacks.get("heartbeat")
+        self.in_flight: set[asyncio.Future[object]] = set()
+        heartbeat = worker.periodic_callbacks.get("heartbeat")
         if heartbeat is not None:
             beat = heartbeat.callback
 
             async def tracked_heartbeat() -> None:
-                task = asyncio.ensure_future(beat())
+                call = beat()
+                if call is None:
+                    return
+                task: asyncio.Future[object] = asyncio.ensure_future(call)
                 self.in_flight.add(task)
                 try:
                     await task
@@ -146,7 +150,7 @@ class QuietClose(WorkerPlugin):
     async def quiesce(self) -> str:
         """Stop the periodic calls to the scheduler; wait for one in flight."""
         for name in ("heartbeat", "keep-alive"):
-            callback: Any = self.worker.periodic_callbacks.get(name)
+            callback = self.worker.periodic_callbacks.get(name)
             if callback is not None:
                 callback.stop()
         if self.in_flight:

@@ -6,31 +6,40 @@ import asyncio
 import pickle
 from typing import TYPE_CHECKING, Any
 
-from hpcdask.mpi.control import Mailbox
 from hpcdask.mpi.plugins import QuietClose, ShutdownPlugin
 from hpcdask.mpi.roles import Tag
-from hpcdask.mpi.worker import DaskServer
 
 if TYPE_CHECKING:
     from distributed import Scheduler
 
-    from hpcdask.mpi.control import ControlPlane
+    from hpcdask.mpi.control import ControlPlane, Mailbox
     from hpcdask.mpi.options import ClusterOptions
     from hpcdask.mpi.roles import Roles
+    from hpcdask.mpi.servers import DaskServer
 
 __all__ = ["SchedulerRank"]
 
 
 class SchedulerRank:
     """Run the scheduler until the client's DONE (or a shutdown), then close
-    the workers, the scheduler, and send every rank EXIT with the code."""
+    the workers, the scheduler, and send every other rank EXIT with the code.
+
+    :attr:`address` resolves to the scheduler's address once every rank can
+    connect (a worker or client on this same rank waits for it).
+    """
 
     def __init__(
-        self, control: ControlPlane, roles: Roles, options: ClusterOptions
+        self,
+        control: ControlPlane,
+        roles: Roles,
+        options: ClusterOptions,
+        mailbox: Mailbox,
     ) -> None:
         self.control = control
         self.roles = roles
         self.options = options
+        self.mailbox = mailbox
+        self.address: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
     async def run(self) -> int:
         """Serve until the cluster is closed; return the exit code of the run."""
@@ -59,6 +68,7 @@ class SchedulerRank:
             None, pickle.dumps(QuietClose()), QuietClose.name, idempotent=True
         )
         control.publish_address(scheduler.address)
+        self.address.set_result(scheduler.address)
         return scheduler
 
     async def _serve(self, scheduler: Scheduler) -> int:
@@ -67,14 +77,12 @@ class SchedulerRank:
         if self.roles.client is None:
             await server.finished()
             return 0
-        mailbox = Mailbox(self.control)
-        done = mailbox.future(Tag.DONE)
+        done = self.mailbox.future(Tag.DONE)
         closed = asyncio.ensure_future(server.finished())
         # The script may shut the scheduler down itself and still run on.
         events: list[asyncio.Future[Any]] = [done, closed]
         await asyncio.wait(events, return_when=asyncio.FIRST_COMPLETED)
         code = await done
-        mailbox.close()
         closed.cancel()
         await scheduler.close(reason="hpcdask-mpi: the client script ended")
         return code

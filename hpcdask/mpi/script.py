@@ -4,7 +4,9 @@
 non-interactive run of ``analysis.py`` with the same queue, account, walltime,
 memory, threads per worker, prologue and extra directives as the notebook's
 cluster: one batch job whose ``mpirun`` starts ``hpcdask-mpi run`` on every rank
-(:mod:`hpcdask.mpi.cli`). Pure functions: nothing is written or submitted here.
+(:mod:`hpcdask.mpi.cli`); with ``launcher="srun"``, Slurm's ``srun`` starts
+``hpcdask-srun run``, which needs no MPI (:mod:`hpcdask.mpi.slurm`). Pure
+functions: nothing is written or submitted here.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from hpcdask.validation import shell_word
 
 __all__ = ["LAUNCHERS", "mpi_launch_argv", "render_mpi_job_script"]
 
-#: MPI launchers the script may use; ``srun`` only under Slurm.
+#: launchers the script may use; ``srun`` (no MPI: ``hpcdask-srun``) only under Slurm.
 LAUNCHERS = ("mpirun", "mpiexec", "srun")
 
 # protocols whose credentials a batch run does not have
@@ -65,7 +67,8 @@ def mpi_launch_argv(
     module: bool = False,
 ) -> list[str]:
     """The launch command as shell words: ``mpirun -np N python -m hpcdask.mpi
-    run [options] script [args]``, worker settings taken from ``opts``.
+    run [options] script [args]`` (``srun -n N python -m hpcdask.mpi.srun run
+    ...``), worker settings taken from ``opts``.
 
     ``script`` is a path, or ``package.module:function``, or with ``module=True``
     a module run as ``python -m`` would. ``mpi_args`` are further ``hpcdask-mpi
@@ -76,7 +79,8 @@ def mpi_launch_argv(
     count_flag = "-n" if launcher == "srun" else "-np"
     words = [launcher, count_flag, str(ntasks)]
     words += [shell_word("launcher_args", a) for a in launcher_args]
-    words += [shell_word("python", opts.python), "-m", "hpcdask.mpi", "run"]
+    command = "hpcdask.mpi.srun" if launcher == "srun" else "hpcdask.mpi"
+    words += [shell_word("python", opts.python), "-m", command, "run"]
     words += [
         "--nthreads",
         str(opts.threads_per_worker),
@@ -157,8 +161,8 @@ def render_mpi_job_script(
         MPI ranks in all (default: ``nodes * processes``, at least 3); two of
         them are the scheduler and the client, the others workers.
     launcher, launcher_args
-        ``"mpirun"`` (default), ``"mpiexec"`` or ``"srun"``, and its extra
-        arguments (e.g. ``["--bind-to", "none"]``).
+        ``"mpirun"`` (default), ``"mpiexec"`` or ``"srun"`` (Slurm's tasks,
+        no MPI), and its extra arguments (e.g. ``["--bind-to", "none"]``).
     mpi_args, module
         further ``hpcdask-mpi run`` options; run ``script`` as ``python -m``.
 

@@ -4,86 +4,105 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import sys
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Awaitable, Iterator
+from typing import TYPE_CHECKING, Any
 
-from hpcdask.mpi.control import Mailbox
 from hpcdask.mpi.logs import logger
 from hpcdask.mpi.roles import Tag
 
 if TYPE_CHECKING:
-    from hpcdask.mpi.control import ControlPlane
+    from hpcdask.mpi.control import ControlPlane, Mailbox
     from hpcdask.mpi.options import ClusterOptions
+    from hpcdask.mpi.roles import Roles
+    from hpcdask.mpi.servers import DaskServer
 
 __all__ = ["WorkerRank", "main_module_hidden"]
 
-
-class DaskServer(Protocol):
-    """What the launcher uses of a scheduler, worker or nanny (or dask-cuda's
-    worker): typed here, as distributed leaves these methods unannotated."""
-
-    async def finished(self) -> None: ...
-
-    async def close(self, timeout: float, reason: str) -> object: ...
+_REASON = "hpcdask-mpi-shutdown"
 
 
 class WorkerRank:
-    """Start this rank's worker; close it on STOP; exit with EXIT's code.
+    """Start this rank's worker; close it on STOP; return EXIT's code.
 
     A worker that leaves without a STOP (its scheduler died, say) ends the job
     after ``failure_timeout``; so does a worker that cannot start, unless the
-    cluster was closing anyway.
+    cluster was closing anyway. On the scheduler's own rank the scheduler gives
+    the code; with a scheduler elsewhere (no scheduler rank), the worker serves
+    until that scheduler closes it, and the code is 0.
     """
 
-    def __init__(self, control: ControlPlane, options: ClusterOptions) -> None:
+    def __init__(
+        self,
+        control: ControlPlane,
+        roles: Roles,
+        options: ClusterOptions,
+        mailbox: Mailbox | None,
+    ) -> None:
         self.control = control
+        self.roles = roles
         self.options = options
+        self.mailbox = mailbox  # None: no scheduler rank, no messages
         self.rank = control.rank
 
-    async def run(self, address: str) -> int:
-        """Serve until the scheduler rank sends EXIT; return its code."""
-        options = self.options
-        mailbox = Mailbox(self.control)
-        stop = mailbox.future(Tag.STOP)
-        exit_ = mailbox.future(Tag.EXIT)
-        try:
-            worker = await self._start(address, stop)
-            if worker is None:  # the cluster closed while this worker started
-                return await self._exit_code(exit_)
-            finished = asyncio.ensure_future(worker.finished())
-            events: list[asyncio.Future[Any]] = [finished, stop, exit_]
-            await asyncio.wait(events, return_when=asyncio.FIRST_COMPLETED)
-            if not finished.done():
-                # STOP (or EXIT): this rank closes its own worker
-                await self._close(worker, finished)
-            elif not stop.done():
-                # Left without a STOP: give a STOP in flight a moment to arrive.
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(
-                        asyncio.shield(stop), options.failure_timeout
-                    )
-                if not stop.done():
-                    logger.error(
-                        "the worker on MPI rank %d closed before the cluster shut "
-                        "down (lost its scheduler?); ending the MPI job",
-                        self.rank,
-                    )
-                    self.control.abort(1)
-            return await self._exit_code(exit_)
-        finally:
-            mailbox.close()
+    async def run(self, address: Awaitable[str]) -> int:
+        """Serve until the cluster closes; return this rank's exit code."""
+        if self.mailbox is None:
+            # a scheduler elsewhere: serve until it closes this worker
+            worker = await self._start(await address, None)
+            if worker is not None:
+                await worker.finished()
+            return 0
+        stop = self.mailbox.future(Tag.STOP)
+        exit_ = self.mailbox.future(Tag.EXIT)
+        worker = await self._start(await address, stop)
+        if worker is not None:
+            await self._serve(worker, stop, exit_)
+        if self.rank == self.roles.scheduler:
+            return 0
+        return await self._exit_code(exit_)
+
+    async def _serve(
+        self, worker: DaskServer, stop: asyncio.Future[int], exit_: asyncio.Future[int]
+    ) -> None:
+        """Until STOP, then close the worker; or end the job if it leaves alone."""
+        finished = asyncio.ensure_future(worker.finished())
+        events: list[asyncio.Future[Any]] = [finished, stop, exit_]
+        await asyncio.wait(events, return_when=asyncio.FIRST_COMPLETED)
+        if not finished.done():
+            # STOP (or EXIT): this rank closes its own worker
+            await self._close(worker, finished)
+            return
+        if not stop.done():
+            # Left without a STOP: give a STOP in flight a moment to arrive.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.shield(stop), self.options.failure_timeout
+                )
+        if not stop.done():
+            logger.error(
+                "the worker on rank %d closed before the cluster shut down "
+                "(lost its scheduler?); ending the %s",
+                self.rank,
+                self.control.job,
+            )
+            self.control.abort(1)
 
     async def _start(
-        self, address: str, stop: asyncio.Future[int]
+        self, address: str, stop: asyncio.Future[int] | None
     ) -> DaskServer | None:
+        """This rank's worker, started; ``None`` if the cluster closed first."""
         cls, kwargs = self.options.worker_spec(self.rank)
         try:
-            worker: DaskServer = await cls(address, **kwargs)
+            with main_module_hidden():
+                worker: DaskServer = cls(address, **kwargs)
+                # the object itself: awaiting dask-cuda's worker gives None
+                await worker
         except Exception:
-            if stop.done():
+            if stop is not None and stop.done():
                 return None
-            logger.exception("the worker on MPI rank %d failed to start", self.rank)
+            logger.exception("the worker on rank %d failed to start", self.rank)
             self.control.abort(1)
         return worker
 
@@ -95,9 +114,12 @@ class WorkerRank:
         the scheduler's side would race with its nanny's stop-queue thread.
         """
         timeout = self.options.shutdown_timeout
-        await asyncio.wait_for(
-            worker.close(timeout=timeout / 2, reason="hpcdask-mpi-shutdown"), timeout
-        )
+        parameters = inspect.signature(worker.close).parameters
+        if "reason" in parameters:
+            closing = worker.close(timeout=timeout / 2, reason=_REASON)
+        else:  # dask-cuda's worker closes its nannies without a reason
+            closing = worker.close(timeout=timeout / 2)
+        await asyncio.wait_for(closing, timeout)
         await asyncio.wait_for(finished, timeout)
 
     async def _exit_code(self, exit_: asyncio.Future[int]) -> int:
@@ -108,9 +130,10 @@ class WorkerRank:
         except asyncio.TimeoutError:
             logger.error(
                 "rank %d: the scheduler did not finish the shutdown within %gs; "
-                "ending the MPI job",
+                "ending the %s",
                 self.rank,
                 self.options.shutdown_timeout,
+                self.control.job,
             )
             self.control.abort(1)
 

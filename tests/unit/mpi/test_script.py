@@ -107,6 +107,8 @@ def test_srun_launcher_and_extra_arguments() -> None:
     )
     argv = command_line(script)
     assert argv[:4] == ["srun", "-n", "8", "--mpi=pmix"]
+    # srun starts hpcdask-srun, which needs no MPI
+    assert argv[4:8] == ["/opt/py/bin/python", "-m", "hpcdask.mpi.srun", "run"]
     assert argv[argv.index("--interface") + 1] == "ib0"
     assert "--no-dashboard" in argv
     assert argv[-1] == "pkg.jobs:main"
