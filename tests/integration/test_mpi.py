@@ -67,14 +67,20 @@ def mpirun_argv(ranks: int, *argv: str) -> list[str]:
     return ["mpirun", "-q", "--oversubscribe", "-np", str(ranks), *argv]
 
 
-def mpirun(ranks: int, *argv: str, cwd: Path, timeout: float = 120) -> Finished:
+def mpirun(
+    ranks: int,
+    *argv: str,
+    cwd: Path,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
+) -> Finished:
     start = time.monotonic()
     done = subprocess.run(
         mpirun_argv(ranks, *argv),
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=mpi_env(),
+        env={**mpi_env(), **(env or {})},
         cwd=cwd,
     )
     return Finished(done.returncode, done.stdout, done.stderr, time.monotonic() - start)
