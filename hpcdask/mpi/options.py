@@ -266,8 +266,8 @@ class Placement:
     exclusive_workers: bool = field(
         default=True,
         metadata=flag(
-            "workers only on ranks with no other role (default); with "
-            "--inclusive-workers, on every rank",
+            "workers only on ranks with no other role (default); "
+            "--inclusive-workers: on every rank, beside the scheduler and client",
             off="--inclusive-workers",
         ),
     )
@@ -337,7 +337,10 @@ def add_arguments(
                 help=meta["help"],
             )
             group.add_argument(
-                meta["off"], dest=f.name, action="store_false", help="the opposite"
+                meta["off"],
+                dest=f.name,
+                action="store_false",
+                help=f"the opposite of {names[0]}",
             )
 
 
