@@ -27,7 +27,7 @@ import importlib.util
 import os
 import runpy
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from hpcdask.errors import MPIClusterError, WorldTooSmallError
 from hpcdask.mpi.api import mpi_control, run_with, serve_with
@@ -185,6 +185,12 @@ def main(argv: Sequence[str] | None = None, launcher: str = "mpirun") -> int:
             file=sys.stderr,
         )
         return 2
+    if launcher == "mpirun" and srun_without_mpi(os.environ):
+        print(
+            f"{name}: note: srun started this task without an MPI process "
+            "manager; if MPI fails to start, run `srun hpcdask-srun ...` instead",
+            file=sys.stderr,
+        )
     try:
         control = _control(launcher, args)
     except MPIClusterError as e:
@@ -225,6 +231,22 @@ def _control(launcher: str, args: argparse.Namespace) -> ControlPlane:
         return mpi_control()
     step = SlurmStep.from_environ(os.environ)
     return SrunControl(step, from_arguments(args, SrunOptions))
+
+
+#: what MPI process managers set in each process they start (Open MPI's
+#: mpirun, PMIx, PMI-1/2 as srun --mpi=... and MPICH's hydra do)
+_MPI_STARTED = ("OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE")
+
+
+def srun_without_mpi(environ: Mapping[str, str]) -> bool:
+    """Whether rank 0 of an srun step runs with no MPI process manager around:
+    MPI cannot start there unless it was built with Slurm's PMI."""
+    started_by_srun = "SLURM_STEP_ID" in environ and "SLURM_PROCID" in environ
+    return (
+        started_by_srun
+        and environ.get("SLURM_PROCID") == "0"
+        and not any(name in environ for name in _MPI_STARTED)
+    )
 
 
 def mpi4py_installed() -> bool:

@@ -110,3 +110,31 @@ def test_without_mpi4py_the_command_says_how_to_get_it(
     err = capsys.readouterr().err
     assert "mpi4py is not installed" in err
     assert "pip install 'hpcdask[mpi]'" in err
+
+
+def test_hpcdask_srun_outside_srun_says_how_to_start_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hpcdask.mpi import cli as mpi_cli
+
+    for name in ("SLURM_PROCID", "SLURM_JOB_ID", "SLURM_STEP_ID"):
+        monkeypatch.delenv(name, raising=False)
+    assert mpi_cli.srun_main(["run", "analysis.py"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hpcdask-srun: error: hpcdask-srun runs as the tasks of srun")
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"SLURM_STEP_ID": "0", "SLURM_PROCID": "0"}, True),
+        ({"SLURM_STEP_ID": "0", "SLURM_PROCID": "1"}, False),  # rank 0 says it
+        ({"SLURM_STEP_ID": "0", "SLURM_PROCID": "0", "PMIX_RANK": "0"}, False),
+        ({"SLURM_PROCID": "0", "OMPI_COMM_WORLD_SIZE": "4"}, False),  # mpirun
+        ({}, False),
+    ],
+)
+def test_srun_without_mpi_is_noticed(environ: dict[str, str], expected: bool) -> None:
+    from hpcdask.mpi.cli import srun_without_mpi
+
+    assert srun_without_mpi(environ) is expected
