@@ -10,10 +10,13 @@ rank 1    the client: :func:`initialize` returns ``True`` and the script goes on
 rank 2..  one Dask worker each
 ========  ====================================================================
 
-:func:`run` does the same for a Python callable, and the ``hpcdask-mpi``
-command (:mod:`hpcdask.mpi.cli`, also ``python -m hpcdask.mpi``) for a script,
-a module or a callable, plus a ``serve`` mode that only provides a scheduler
-and workers for a client elsewhere.
+:func:`run` does the same for a Python callable, :func:`execute` (dask-mpi's)
+for a callable with any choice of scheduler and client ranks, and the
+``hpcdask-mpi`` command (:mod:`hpcdask.mpi.cli`, also ``python -m hpcdask.mpi``)
+for a script, a module or a callable, plus a ``serve`` mode that only provides a
+scheduler and workers for a client elsewhere. ``hpcdask-srun`` (``python -m
+hpcdask.mpi.srun``) is the same command for the tasks of one ``srun``, without
+MPI (:mod:`hpcdask.mpi.slurm`).
 
 Shutdown is coordinated over MPI, on a private duplicate of the communicator so
 it never mixes with a script's own messages (:mod:`hpcdask.mpi.roles`):
@@ -34,12 +37,16 @@ with ``MPI_Abort`` and a non-zero exit code. (Open MPI's ``mpirun`` also ends th
 job at once when a rank is killed.)
 
 The package, one concern per module: :mod:`~hpcdask.mpi.options` (the options
-and the command's flags), :mod:`~hpcdask.mpi.roles` (pure: ranks, messages,
-exit codes), :mod:`~hpcdask.mpi.control` (the MPI control plane),
+and the commands' flags), :mod:`~hpcdask.mpi.roles` (pure: ranks, messages,
+exit codes), :mod:`~hpcdask.mpi.control` (the control-plane protocol and MPI's),
+:mod:`~hpcdask.mpi.slurm` (the control plane of srun's tasks),
 :mod:`~hpcdask.mpi.scheduler`, :mod:`~hpcdask.mpi.worker` and
-:mod:`~hpcdask.mpi.client` (one class per rank role), :mod:`~hpcdask.mpi.plugins`,
-:mod:`~hpcdask.mpi.tracebacks`, :mod:`~hpcdask.mpi.api` (the functions below),
-:mod:`~hpcdask.mpi.script` (batch scripts) and :mod:`~hpcdask.mpi.cli`.
+:mod:`~hpcdask.mpi.client` (one class per rank role), :mod:`~hpcdask.mpi.ranks`
+(a rank's roles together), :mod:`~hpcdask.mpi.plugins`,
+:mod:`~hpcdask.mpi.servers` (distributed's objects, typed),
+:mod:`~hpcdask.mpi.tracebacks`, :mod:`~hpcdask.mpi.logs`,
+:mod:`~hpcdask.mpi.api` (the functions below), :mod:`~hpcdask.mpi.script`
+(batch scripts) and :mod:`~hpcdask.mpi.cli`.
 Importing it does not start MPI.
 """
 
