@@ -155,9 +155,18 @@ daemon_pid() {
     fi
 }
 running() {     # running pid of NAME: pid file first, else exact-name search
-    local pid
+    local pid candidate
     pid="$(daemon_pid "$1" "$2")"
-    [ -n "$pid" ] || pid="$(pgrep -x -r R,S,D "$2" | head -n 1 || true)"
+    if [ -z "$pid" ]; then
+        # only a daemon of this cluster: the multi-node test site's slurmctld
+        # and slurmds (ci/multinode-up.sh) run with "-f" their own slurm.conf
+        for candidate in $(pgrep -x -r R,S,D "$2" || true); do
+            if ! tr '\0' ' ' <"/proc/$candidate/cmdline" 2>/dev/null | grep -q -- ' -f '; then
+                pid="$candidate"
+                break
+            fi
+        done
+    fi
     echo "$pid"
 }
 stop_daemon() {

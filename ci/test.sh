@@ -10,6 +10,7 @@ started=$SECONDS
 
 echo "== services: Slurm, munge, OpenMPI"
 bash ci/slurm-up.sh
+bash ci/multinode-up.sh
 bash ci/browser-up.sh
 
 echo "== python environment"

@@ -21,68 +21,34 @@ import argparse
 import asyncio
 import os
 import pwd
-import re
 import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import NoReturn
 
-import yaml
-
-from hpcdask.config import DEFAULTS, SYSTEMS, JobOptions, resolve_job_options
-from hpcdask.errors import HPCDaskError, InvalidOptionError
-from hpcdask.models import JobStatus
+from hpcdask.config import (
+    default_config_path,
+    render_config,
+    resolve_job_options,
+    security_setting,
+)
+from hpcdask.errors import CommandError, HPCDaskError, InvalidOptionError
+from hpcdask.format import format_duration
+from hpcdask.models import QueuedJob
+from hpcdask.options import SYSTEMS, JobOptions
 from hpcdask.profiles import load_profile, load_profiles
-from hpcdask.runner import Runner, SubprocessRunner
-from hpcdask.systems.pbs import parse_qstat_full, status_from_attributes
-from hpcdask.systems.slurm import SQUEUE_FORMAT, parse_squeue
+from hpcdask.runner import SubprocessRunner
+from hpcdask.systems import make_backend, queue_system
+from hpcdask.systems.base import CommandBackend
 from hpcdask.validation import check_identifier
-from hpcdask.widget import format_bytes, format_duration
+from hpcdask.view import JobRow
 
 __all__ = ["main"]
 
 #: what the job-script command puts where a cluster puts its scheduler's host and
 #: port (after the protocol: tls:// by default).
 PLACEHOLDER_ADDRESS = "SCHEDULER-ADDRESS:8786"
-
-#: one line of help per job option, for ``hpcdask config``.
-OPTION_HELP: dict[str, str] = {
-    "name": "worker name prefix; jobs are NAME-0, NAME-1... (plain $VARS allowed)",
-    "cores": "cores per job (required here or as an argument)",
-    "memory": "memory per job, e.g. 109GB (required here or as an argument)",
-    "processes": "worker processes per job (default: about sqrt(cores))",
-    "python": "python on the compute nodes (default: this interpreter)",
-    "interface": "network interface workers and scheduler use, e.g. ib0",
-    "death_timeout": "seconds a worker waits for a lost scheduler",
-    "local_directory": "worker scratch space, e.g. $TMPDIR",
-    "worker_command": "module that starts the workers",
-    "worker_extra_args": "extra arguments of the worker command",
-    "shebang": "first line of the job script",
-    "queue": "queue (Slurm partition)",
-    "account": "account / project charged",
-    "walltime": "walltime per job (default 00:30:00)",
-    "job_name": "the batch job name (default: name without $VARS)",
-    "job_script_prologue": "shell lines run before the workers start",
-    "job_script_epilogue": "shell lines run after the workers stop",
-    "job_extra_directives": "extra directive lines, e.g. --gres=gpu:1",
-    "job_directives_skip": "directive lines containing these are left out",
-    "log_directory": "job stdout/stderr (default ~/.hpcdask/logs)",
-    "shared_temp_directory": "TLS files for workers, 0700 (default: security/ "
-    "beside log_directory)",
-    "nanny": "run workers under a nanny process",
-    "worker_start_method": "how a nanny starts its worker: fork, spawn, forkserver",
-    "protocol": "tcp:// or tls://",
-    "scheduler_options": "extra arguments of the Scheduler",
-    "job_cpu": "Slurm --cpus-per-task (default: cores)",
-    "job_mem": "Slurm --mem (default: memory)",
-    "resource_spec": "PBS -l resources (default select=1:ncpus=..:mem=..)",
-}
-
-
-class CommandError(HPCDaskError):
-    """A problem with what the user asked for, reported as one line."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -92,16 +58,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-# -- queue queries ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class QueuedJob:
-    """One job in the queue as ``hpcdask jobs`` lists it."""
-
-    job_id: str
-    name: str
-    status: JobStatus
+# -- the queue --------------------------------------------------------------------
 
 
 def current_user() -> str:
@@ -126,6 +83,11 @@ def detect_system(system: str | None, queue_only: bool = False) -> str:
     return system
 
 
+def queue_backend(system: str) -> CommandBackend:
+    """The backend that lists and cancels the user's jobs of ``system``."""
+    return CommandBackend(queue_system(system), SubprocessRunner())
+
+
 def check_job_name(name: str) -> str:
     """A job name to select jobs by: no ``,`` (scancel would read a list)."""
     check_identifier("name", name)
@@ -134,107 +96,20 @@ def check_job_name(name: str) -> str:
     return name
 
 
-def list_argv(system: str, user: str, names: Sequence[str] | None) -> list[str]:
-    """One command listing the queued jobs of ``user`` (named ``names``)."""
-    if system == "slurm":
-        argv = [
-            "squeue",
-            "--noheader",
-            f"--user={user}",
-            f"--format={SQUEUE_FORMAT}|%j",
-        ]
-        if names:
-            argv.append(f"--name={','.join(names)}")
-        return argv
-    # PBS has no portable name filter; qstat -f of all jobs is one query
-    return ["qstat", "-f"]
-
-
-def parse_listing(
-    system: str, stdout: str, user: str, names: Sequence[str] | None
-) -> list[QueuedJob]:
-    """The queued jobs of ``user`` named ``names`` in ``list_argv``'s output."""
-    jobs: list[QueuedJob] = []
-    if system == "slurm":
-        for line in stdout.splitlines():
-            fields, _, name = line.strip().rpartition("|")
-            for job_id, status in parse_squeue(fields).items():
-                jobs.append(QueuedJob(job_id, name, status))
-    else:
-        for job_id, attrs in parse_qstat_full(stdout).items():
-            # Job_Owner is "user@host"; Slurm's wrapper's euser is "user(uid)"
-            owner = attrs.get("Job_Owner") or attrs.get("euser", "")
-            if re.split(r"[@(]", owner)[0] == user:
-                name = attrs.get("Job_Name", "")
-                jobs.append(QueuedJob(job_id, name, status_from_attributes(attrs)))
-    return [
-        job
-        for job in jobs
-        if not job.status.state.is_terminal and (not names or job.name in names)
-    ]
-
-
-def cancel_argv(
-    system: str, user: str, name: str, jobs: Sequence[QueuedJob]
-) -> list[str]:
-    """ONE command cancelling every queued job of ``user`` named ``name``.
-
-    Slurm selects by name and user itself (jobs queued after the listing are
-    cancelled too); PBS's ``qdel`` takes the ids the listing found.
-    """
-    if system == "slurm":
-        return ["scancel", f"--user={user}", f"--name={name}"]
-    return ["qdel", *(job.job_id for job in jobs)]
-
-
-async def list_jobs(
-    runner: Runner, system: str, user: str, names: Sequence[str] | None
-) -> list[QueuedJob]:
-    result = await runner.run(list_argv(system, user, names))
-    if not result.ok:
-        raise CommandError(
-            f"{result.argv[0]} failed: "
-            + (result.stderr.strip() or f"exit code {result.returncode}")
-        )
-    return parse_listing(system, result.stdout, user, names)
-
-
-async def cancel_jobs(
-    runner: Runner, system: str, user: str, name: str, dry_run: bool = False
-) -> list[QueuedJob]:
-    """Cancel all queued jobs of ``user`` named ``name``; return what was found."""
-    jobs = await list_jobs(runner, system, user, [name])
-    if jobs and not dry_run:
-        result = await runner.run(cancel_argv(system, user, name, jobs))
-        if not result.ok:
-            raise CommandError(
-                f"{result.argv[0]} failed: "
-                + (result.stderr.strip() or f"exit code {result.returncode}")
-            )
-    return jobs
-
-
 def render_jobs(jobs: Sequence[QueuedJob], now: float) -> str:
     """A table of jobs, like squeue's but with walltime left."""
     rows = [("JOBID", "NAME", "STATE", "REASON", "NODE", "AGE", "WALLTIME LEFT")]
     for job in jobs:
-        status = job.status
-        left = None
-        if status.start_time is not None and status.time_limit is not None:
-            left = max(0.0, status.start_time + status.time_limit - now)
-        elif status.time_limit is not None:
-            left = status.time_limit
+        row = JobRow.of(job.job_id, job.name, job.status, now)
         rows.append(
             (
                 job.job_id,
                 job.name,
-                status.state.value,
-                status.reason or "-",
-                status.node or "-",
-                format_duration(
-                    None if status.submit_time is None else now - status.submit_time
-                ),
-                format_duration(left),
+                row.state.value,
+                row.status.reason or "-",
+                row.status.node or "-",
+                format_duration(row.age),
+                format_duration(row.walltime_left),
             )
         )
     return _table(rows)
@@ -246,66 +121,6 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     )
-
-
-# -- the config file -----------------------------------------------------------------
-
-
-def render_config() -> str:
-    """A commented ``hpcdask.yaml``: every option with its default, all commented.
-
-    As written the file sets nothing, so it hides no site-wide setting and no
-    ``jobqueue.<system>.*`` value (an existing ``jobqueue.yaml``), which hpcdask
-    reads for whatever is left unset. Removing the leading ``# `` from an option's
-    line and from the lines of its parents sets it.
-    """
-    lines = [
-        "# hpcdask configuration, read by dask from ~/.config/dask/ (or /etc/dask/).",
-        "# Nothing is set yet: to set an option, remove the leading '# ' from its",
-        "# line and from its parents' lines ('hpcdask:', '  slurm:'). Options left",
-        "# unset are read from jobqueue.<system>.* (a dask-jobqueue jobqueue.yaml),",
-        "# then take the defaults shown. Constructor arguments override all of these.",
-        "#",
-        "# hpcdask:",
-        "#   # how often the queue is asked about a cluster's jobs (one command)",
-        "#   poll-interval: 5s",
-        "#   # TLS with a certificate made per cluster; false: unencrypted, and",
-        "#   # anyone who reaches the scheduler's port can run code in it",
-        "#   security: true",
-    ]
-    for system in SYSTEMS:
-        lines.append(f"#   {system}:")
-        for option, default in DEFAULTS.items():
-            key = option.replace("_", "-")
-            value = yaml.safe_dump(default, default_flow_style=True)
-            value = value.strip().removesuffix("...").strip()
-            lines.append(f"#     {key}: {value}  # {OPTION_HELP[option]}")
-    lines += [
-        "#   # site profiles: SLURMCluster.from_profile(NAME), `hpcdask profiles`;",
-        "#   # keys: system, description, directives and any option above",
-        "#   profiles:",
-        "#     small:",
-        "#       description: 2 cores, 4 GB, 8 hours",
-        "#       system: slurm",
-        "#       queue: shared",
-        "#       cores: 2",
-        "#       memory: 4GB",
-        '#       walltime: "08:00:00"',
-        "#     gpu-small:",
-        "#       system: slurm",
-        "#       queue: gpu",
-        "#       cores: 8",
-        "#       memory: 32GB",
-        '#       directives: ["--gres=gpu:1"]',
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def default_config_path() -> str:
-    root = os.environ.get("DASK_CONFIG") or os.path.join(
-        os.path.expanduser("~"), ".config", "dask"
-    )
-    return os.path.join(root, "hpcdask.yaml")
 
 
 # -- subcommands -----------------------------------------------------------------
@@ -323,29 +138,20 @@ def cmd_profiles(args: argparse.Namespace) -> int:
         ("NAME", "SYSTEM", "QUEUE", "CORES", "MEMORY", "WALLTIME", "DESCRIPTION")
     ]
     for profile in profiles:
-        cells: tuple[str, ...]
-        if profile.system:
-            opts = profile.job_options()
-            cells = (
-                opts.queue or "-",
-                str(opts.cores),
-                format_bytes(opts.memory),
-                format_duration(opts.walltime),
-            )
-        else:
-            raw = profile.options
-            cells = tuple(
-                str(raw.get(k, "-")) for k in ("queue", "cores", "memory", "walltime")
-            )
         rows.append(
-            (profile.name, profile.system or "(any)", *cells, profile.description)
+            (
+                profile.name,
+                profile.system or "(any)",
+                *profile.summary(),
+                profile.description,
+            )
         )
     print(_table(rows))
     return 0
 
 
 def job_options_of(args: argparse.Namespace) -> JobOptions:
-    overrides: dict[str, Any] = {
+    overrides: dict[str, object] = {
         key: value
         for key, value in (
             ("cores", args.cores),
@@ -366,18 +172,13 @@ def job_options_of(args: argparse.Namespace) -> JobOptions:
 
 
 def cmd_job_script(args: argparse.Namespace) -> int:
-    from hpcdask.cluster import make_backend
     from hpcdask.script import render_job_script
-    from hpcdask.security import (
-        configured_security,
-        placeholder_security_args,
-        with_tls_protocol,
-    )
+    from hpcdask.security import placeholder_security_args, with_tls_protocol
 
     opts = job_options_of(args)
     system = make_backend(opts).system
     security_args: list[str] = []
-    if configured_security():
+    if security_setting():
         # TLS, as a cluster made here has it by default; each cluster writes
         # its own credentials, so their directory's name is a placeholder
         opts = with_tls_protocol(opts)
@@ -402,7 +203,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     system = detect_system(args.system, queue_only=True)
     user = current_user()
     names = None if args.all else [check_job_name(n) for n in job_names(args, system)]
-    jobs = asyncio.run(list_jobs(SubprocessRunner(), system, user, names))
+    jobs = asyncio.run(queue_backend(system).list_jobs(user, names))
     if not jobs:
         which = "" if names is None else f" named {', '.join(names)}"
         print(f"no queued jobs of {user}{which}")
@@ -416,22 +217,20 @@ def job_names(args: argparse.Namespace, system: str) -> list[str]:
     (from config) and those of the profiles for ``system``."""
     if args.name:
         return list(dict.fromkeys(args.name))
-    names = [_default_job_name(system)]
+    names = [_default_options(system).job_name]
     for profile in load_profiles():
         if profile.system in (None, system):
-            names.append(_default_job_name(system, profile.cluster_kwargs()))
+            names.append(_default_options(system, profile.cluster_kwargs()).job_name)
     return list(dict.fromkeys(names))
 
 
-def _default_options(system: str, kwargs: dict[str, Any] | None = None) -> JobOptions:
+def _default_options(
+    system: str, kwargs: dict[str, object] | None = None
+) -> JobOptions:
     # options resolved as for any cluster; cores, memory and processes are
     # given only so that the options resolve without them in config
     required = {"cores": 1, "memory": 1, "processes": 1}
     return resolve_job_options(system, **{**(kwargs or {}), **required})
-
-
-def _default_job_name(system: str, kwargs: dict[str, Any] | None = None) -> str:
-    return _default_options(system, kwargs).job_name
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -441,7 +240,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     name = check_job_name(args.name)
     user = current_user()
     jobs = asyncio.run(
-        cancel_jobs(SubprocessRunner(), system, user, name, dry_run=args.dry_run)
+        queue_backend(system).cancel_by_name(user, name, dry_run=args.dry_run)
     )
     if not jobs:
         print(f"no queued jobs of {user} named {name}")
@@ -492,12 +291,30 @@ def build_parser() -> argparse.ArgumentParser:
         "your jobs in the queue, cleanup, config.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
     p = commands.add_parser(
         "profiles", help="list the site profiles (hpcdask.profiles in dask config)"
     )
     p.set_defaults(run=cmd_profiles)
+    _add_job_script(commands)
+    _add_jobs_and_cancel(commands)
+    p = commands.add_parser(
+        "config",
+        help="write a commented default config file",
+        description="Write hpcdask.yaml with every option commented out "
+        "(default: ~/.config/dask/hpcdask.yaml).",
+    )
+    p.add_argument("--output", metavar="PATH", help="where to write; - for stdout")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
+    p.set_defaults(run=cmd_config)
+    # listed for --help; main() hands its arguments to hpcdask-mpi unparsed
+    commands.add_parser(
+        "mpi", help="run a Dask cluster inside mpirun (as hpcdask-mpi; see "
+        "hpcdask mpi --help)", add_help=False
+    )  # fmt: skip
+    return parser
 
+
+def _add_job_script(commands: argparse._SubParsersAction[_Parser]) -> None:
     p = commands.add_parser(
         "job-script",
         help="print the job script a cluster would submit",
@@ -521,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"default: tls://{PLACEHOLDER_ADDRESS}")  # fmt: skip
     p.set_defaults(run=cmd_job_script)
 
+
+def _add_jobs_and_cancel(commands: argparse._SubParsersAction[_Parser]) -> None:
     p = commands.add_parser(
         "jobs",
         help="list your hpcdask jobs in the queue, with state and reason",
@@ -532,7 +351,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="all your jobs, any name")
     p.add_argument("--system", choices=("slurm", "pbs"))
     p.set_defaults(run=cmd_jobs)
-
     p = commands.add_parser(
         "cancel",
         help="cancel all your queued jobs of a cluster, by job name",
@@ -545,23 +363,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="list what would be cancelled, cancel nothing")  # fmt: skip
     p.set_defaults(run=cmd_cancel)
-
-    p = commands.add_parser(
-        "config",
-        help="write a commented default config file",
-        description="Write hpcdask.yaml with every option commented out "
-        "(default: ~/.config/dask/hpcdask.yaml).",
-    )
-    p.add_argument("--output", metavar="PATH", help="where to write; - for stdout")
-    p.add_argument("--force", action="store_true", help="replace an existing file")
-    p.set_defaults(run=cmd_config)
-
-    # listed for --help; main() hands its arguments to hpcdask-mpi unparsed
-    commands.add_parser(
-        "mpi", help="run a Dask cluster inside mpirun (as hpcdask-mpi; see "
-        "hpcdask mpi --help)", add_help=False
-    )  # fmt: skip
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,142 +1,65 @@
-"""Resolve a cluster's options once: arguments, then dask config, then defaults.
+"""Everything hpcdask reads from dask config, read here and nowhere else.
 
-Lookup order for each option of system ``S`` (``slurm``, ``pbs`` or ``local``):
+Job options, for each option of system ``S`` (``slurm``, ``pbs`` or ``local``):
 
 1. the constructor argument, when it is not ``None``;
 2. ``hpcdask.S.<option>`` in dask config;
 3. ``jobqueue.S.<option>`` in dask config, so a user's ``jobqueue.yaml`` keeps working;
-4. hpcdask's built-in default (:data:`DEFAULTS`).
+4. hpcdask's built-in default (:data:`hpcdask.options.DEFAULTS`).
 
-Every value is validated here, so nothing downstream sees an unchecked string.
-Deprecated dask-jobqueue argument names are translated here and nowhere else.
+Cluster-wide settings (``hpcdask.poll-interval``, ``hpcdask.security``,
+``hpcdask.adaptive.*``) are read once, when a cluster is made
+(:func:`cluster_settings`) or adapts (:func:`adaptive_settings`); the values are
+checked here with the parsers every other duration goes through. Deprecated
+dask-jobqueue argument names are translated here and nowhere else.
 """
 
 from __future__ import annotations
 
+import math
 import os
-import re
-import shlex
-import sys
 import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypedDict, TypeVar
 
 import dask.config
+import yaml
+from dask.utils import parse_bytes, parse_timedelta
 
 from hpcdask.errors import InvalidOptionError
-from hpcdask.validation import (
-    check_identifier,
-    check_line,
-    check_lines,
-    check_positive_int,
-    check_seconds,
-    command_word,
-    parse_memory,
-    parse_walltime,
-    shell_word,
+from hpcdask.models import PolicyParams
+from hpcdask.options import (
+    DEFAULTS,
+    DEPRECATED_NAMES,
+    OPTION_HELP,
+    SYSTEMS,
+    JobOptions,
+    validate_options,
 )
+from hpcdask.validation import check_positive_int, check_seconds
 
-SYSTEMS = ("slurm", "pbs", "local")
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
-#: Built-in defaults, used when neither argument nor config gives a value.
-DEFAULTS: dict[str, Any] = {
-    "name": "dask-worker",
-    "cores": None,
-    "memory": None,
-    "processes": None,
-    "python": None,  # sys.executable
-    "interface": None,
-    "death_timeout": 60,
-    "local_directory": None,
-    "worker_command": "distributed.cli.dask_worker",
-    "worker_extra_args": [],
-    "shebang": "#!/usr/bin/env bash",
-    "queue": None,
-    "account": None,
-    "walltime": None,  # 00:30:00; a week for the local backend
-    "job_name": None,  # the cluster's name
-    "job_script_prologue": [],
-    "job_script_epilogue": [],
-    "job_extra_directives": [],
-    "job_directives_skip": [],
-    "log_directory": None,  # ~/.hpcdask/logs
-    "shared_temp_directory": None,  # TLS credentials; <log_directory>/../security
-    "nanny": True,
-    # how a nanny starts its worker process: "fork" shares the nanny's imports
-    # (16 workers starting together on 2 cores: 7.8 s with "spawn", 3.9 s)
-    "worker_start_method": "fork",
-    "protocol": None,
-    "scheduler_options": {},
-    "job_cpu": None,  # slurm: --cpus-per-task, default cores
-    "job_mem": None,  # slurm: --mem, default memory
-    "resource_spec": None,  # pbs: -l value, default select=1:ncpus=..:mem=..
-}
-
-#: dask-jobqueue's old argument names -> current names.
-DEPRECATED_NAMES: dict[str, str] = {
-    "env_extra": "job_script_prologue",
-    "extra": "worker_extra_args",
-    "job_extra": "job_extra_directives",
-    "header_skip": "job_directives_skip",
-    "project": "account",
-}
-
-_START_METHODS = ("fork", "spawn", "forkserver")
-_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
-_PROTOCOLS = ("tcp://", "tls://", "ucx://", "ws://", "wss://", "inproc://")
+__all__ = [
+    "AdaptArguments",
+    "AdaptiveSettings",
+    "ClusterSettings",
+    "adaptive_settings",
+    "cluster_settings",
+    "config_value",
+    "dashboard_link_template",
+    "default_config_path",
+    "profiles_setting",
+    "render_config",
+    "repr_interval",
+    "resolve_job_options",
+    "security_setting",
+]
 
 
-@dataclass(frozen=True)
-class JobOptions:
-    """Validated options of one cluster's batch jobs.
-
-    ``memory`` and ``job_mem`` are bytes; ``walltime`` and ``death_timeout`` seconds.
-    ``worker_extra_args``, ``python``, ``local_directory`` and ``name`` may hold plain
-    ``$VARS`` that the job's shell expands; they are rendered with
-    :func:`~hpcdask.validation.shell_word`.
-    """
-
-    system: str
-    name: str
-    cores: int
-    memory: int
-    processes: int
-    walltime: int
-    python: str
-    worker_command: str
-    shebang: str
-    job_name: str
-    log_directory: str
-    death_timeout: float
-    nanny: bool
-    worker_start_method: str = "fork"
-    queue: str | None = None
-    account: str | None = None
-    interface: str | None = None
-    local_directory: str | None = None
-    protocol: str | None = None
-    job_cpu: int | None = None
-    job_mem: int | None = None
-    resource_spec: str | None = None
-    shared_temp_directory: str | None = None
-    worker_extra_args: tuple[str, ...] = ()
-    job_script_prologue: tuple[str, ...] = ()
-    job_script_epilogue: tuple[str, ...] = ()
-    job_extra_directives: tuple[str, ...] = ()
-    job_directives_skip: tuple[str, ...] = ()
-    scheduler_options: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def threads_per_worker(self) -> int:
-        return self.cores // self.processes
-
-    @property
-    def memory_per_worker(self) -> int:
-        return self.memory // self.processes
-
-
-def config_value(system: str, option: str) -> Any:
+def config_value(system: str, option: str) -> object:
     """The value of ``option`` from dask config for ``system``, or ``None``."""
     for root in ("hpcdask", "jobqueue"):
         value = dask.config.get(f"{root}.{system}.{option}", default=None)
@@ -145,15 +68,7 @@ def config_value(system: str, option: str) -> Any:
     return None
 
 
-def default_processes(cores: int) -> int:
-    """Worker processes per job when not given, as dask-jobqueue chooses them:
-    one per core up to 4 cores, else the smallest divisor of cores >= sqrt(cores)."""
-    if cores <= 4:
-        return cores
-    return min(p for p in range(1, cores + 1) if cores % p == 0 and p * p >= cores)
-
-
-def resolve_job_options(system: str, **kwargs: Any) -> JobOptions:
+def resolve_job_options(system: str, **kwargs: object) -> JobOptions:
     """Merge arguments with config and defaults, validate, return :class:`JobOptions`.
 
     Raises
@@ -176,8 +91,7 @@ def resolve_job_options(system: str, **kwargs: Any) -> JobOptions:
     unknown = set(kwargs) - set(DEFAULTS)
     if unknown:
         raise TypeError(f"unexpected argument(s): {', '.join(sorted(unknown))}")
-
-    raw: dict[str, Any] = {}
+    raw: dict[str, object] = {}
     for option, default in DEFAULTS.items():
         value = kwargs.get(option)
         if value is None:
@@ -185,171 +99,267 @@ def resolve_job_options(system: str, **kwargs: Any) -> JobOptions:
         if value is None:
             value = default
         raw[option] = value
-    return _validate(system, raw)
+    return validate_options(system, raw)
 
 
-def _validate(system: str, raw: dict[str, Any]) -> JobOptions:
-    if raw["cores"] is None or raw["memory"] is None:
-        missing = [k for k in ("cores", "memory") if raw[k] is None]
-        raise InvalidOptionError(
-            missing[0],
-            None,
-            f"required: pass {' and '.join(missing)} or set them in config "
-            f"(hpcdask.{system}.{missing[0]})",
-        )
-    cores = check_positive_int("cores", raw["cores"])
-    processes = (
-        default_processes(cores)
-        if raw["processes"] is None
-        else check_positive_int("processes", raw["processes"])
-    )
-    if processes > cores:
-        raise InvalidOptionError(
-            "processes", processes, f"more processes than cores ({cores})"
-        )
-    name = raw["name"]
-    shell_word("name", name)
-    if not re.fullmatch(r"[A-Za-z0-9_.${}-]+", str(name)):
-        raise InvalidOptionError(
-            "name", name, "use letters, digits, _ . - and plain $VARS only"
-        )
-    job_name = raw["job_name"]
-    if not job_name:
-        job_name = re.sub(r"[${}]", "", name) or "dask-worker"
-        try:
-            check_identifier("job_name", job_name)
-        except InvalidOptionError:
-            raise InvalidOptionError(
-                "name",
-                name,
-                f"the job name made from it ({job_name!r}) must start with a "
-                "letter, digit or _; pass job_name to choose another",
-            ) from None
-    worker_extra_args = raw["worker_extra_args"] or []
-    if isinstance(worker_extra_args, str) or not isinstance(
-        worker_extra_args, (list, tuple)
-    ):
-        raise InvalidOptionError(
-            "worker_extra_args", worker_extra_args, "expected a list of strings"
-        )
-    # dask-jobqueue joins these with spaces, so "--resources GPU=1" is two words
-    worker_extra_args = [
-        word for arg in worker_extra_args for word in _split_words(arg)
-    ]
-    for word in worker_extra_args:
-        shell_word("worker_extra_args", word)
-    python = raw["python"] or sys.executable
-    command_word("python", python)
-    local_directory = raw["local_directory"]
-    if local_directory is not None:
-        shell_word("local_directory", local_directory)
-    log_directory = _check_path(
-        "log_directory", raw["log_directory"] or os.path.join("~", ".hpcdask", "logs")
-    )
-    shared_temp_directory = raw["shared_temp_directory"]
-    if shared_temp_directory is not None:
-        shared_temp_directory = _check_path(
-            "shared_temp_directory", shared_temp_directory
-        )
-    worker_command = raw["worker_command"]
-    if not isinstance(worker_command, str) or not _MODULE.fullmatch(worker_command):
-        raise InvalidOptionError(
-            "worker_command", worker_command, "expected a Python module name"
-        )
-    shebang = check_line("shebang", raw["shebang"])
-    if not shebang.startswith("#!"):
-        raise InvalidOptionError("shebang", shebang, "must start with '#!'")
-    protocol = raw["protocol"]
-    if protocol is not None and not (
-        isinstance(protocol, str)
-        and protocol in _PROTOCOLS + tuple(p[:-3] for p in _PROTOCOLS)
-    ):
-        raise InvalidOptionError("protocol", protocol, f"expected one of {_PROTOCOLS}")
-    if isinstance(protocol, str) and not protocol.endswith("://"):
-        protocol += "://"
-    scheduler_options = raw["scheduler_options"]
-    if not isinstance(scheduler_options, Mapping):
-        raise InvalidOptionError(
-            "scheduler_options", scheduler_options, "expected a dict"
-        )
-    start_method = raw["worker_start_method"]
-    if start_method not in _START_METHODS:
-        raise InvalidOptionError(
-            "worker_start_method", start_method, f"expected one of {_START_METHODS}"
-        )
-    resource_spec = raw["resource_spec"]
-    if resource_spec is not None:
-        check_identifier("resource_spec", resource_spec)
-    return JobOptions(
-        system=system,
-        name=name,
-        cores=cores,
-        memory=parse_memory("memory", raw["memory"]),
-        processes=processes,
-        walltime=parse_walltime(
-            "walltime",
-            raw["walltime"] or ("168:00:00" if system == "local" else "00:30:00"),
-        ),
-        python=python,
-        worker_command=worker_command,
-        shebang=shebang,
-        job_name=check_identifier("job_name", job_name),
-        log_directory=log_directory,
-        death_timeout=check_seconds("death_timeout", raw["death_timeout"]),
-        nanny=bool(raw["nanny"]),
-        worker_start_method=start_method,
-        queue=_optional(check_identifier, "queue", raw["queue"]),
-        account=_optional(check_identifier, "account", raw["account"]),
-        interface=_optional(check_identifier, "interface", raw["interface"]),
-        local_directory=local_directory,
-        protocol=protocol,
-        job_cpu=_optional(check_positive_int, "job_cpu", raw["job_cpu"]),
-        job_mem=_optional(parse_memory, "job_mem", raw["job_mem"]),
-        resource_spec=resource_spec,
-        shared_temp_directory=shared_temp_directory,
-        worker_extra_args=tuple(worker_extra_args),
-        job_script_prologue=check_lines(
-            "job_script_prologue", raw["job_script_prologue"]
-        ),
-        job_script_epilogue=check_lines(
-            "job_script_epilogue", raw["job_script_epilogue"]
-        ),
-        job_extra_directives=check_lines(
-            "job_extra_directives", raw["job_extra_directives"]
-        ),
-        job_directives_skip=check_lines(
-            "job_directives_skip", raw["job_directives_skip"]
-        ),
-        scheduler_options=dict(scheduler_options),
-    )
-
-
-def _check_path(option: str, value: object) -> str:
-    """A directory this process writes and jobs read: ``~`` expanded here, then
-    only characters that mean the same to every shell and batch system."""
-    if not isinstance(value, str):
-        raise InvalidOptionError(option, value, "expected a path")
-    path = os.path.expanduser(value)
-    if not re.fullmatch(r"[A-Za-z0-9_./+@-]+", path):
-        raise InvalidOptionError(
-            option, path, "use a path of letters, digits and _ . / + @ - only"
-        )
-    return path
-
-
-def _split_words(arg: object) -> list[str]:
-    if not isinstance(arg, str):
-        raise InvalidOptionError("worker_extra_args", arg, "expected strings")
-    try:
-        return shlex.split(arg)
-    except ValueError as e:
-        raise InvalidOptionError("worker_extra_args", arg, str(e)) from e
-
-
-def _optional(check: Any, option: str, value: Any) -> Any:
-    return None if value is None else check(option, value)
-
-
-def cluster_setting(option: str, default: Any) -> Any:
-    """A cluster-wide setting (``hpcdask.<option>``), e.g. ``poll-interval``."""
+def _setting(option: str, default: object) -> object:
     return dask.config.get(f"hpcdask.{option}", default=default)
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """The cluster-wide settings one cluster uses for its whole life."""
+
+    #: seconds between queue polls (one status command each)
+    poll_interval: float = 5.0
+    #: whether clusters made without ``security=`` use TLS
+    security: bool = True
+    #: seconds a job may wait in the queue before the log says so, and why
+    pending_report_after: float = 60.0
+
+
+def cluster_settings() -> ClusterSettings:
+    """Read ``hpcdask.poll-interval``, ``hpcdask.security`` and
+    ``hpcdask.adaptive.pending-report-after``.
+
+    Raises
+    ------
+    hpcdask.InvalidOptionError
+        for a value that is not a duration, or a ``security`` not true or false.
+    """
+    return ClusterSettings(
+        poll_interval=check_seconds(
+            "hpcdask.poll-interval", _setting("poll-interval", "5s")
+        ),
+        security=security_setting(),
+        pending_report_after=check_seconds(
+            "hpcdask.adaptive.pending-report-after",
+            _setting("adaptive.pending-report-after", 60),
+        ),
+    )
+
+
+def security_setting() -> bool:
+    """Config ``hpcdask.security``: whether clusters made without ``security=``
+    use TLS (default true).
+
+    Raises
+    ------
+    hpcdask.InvalidOptionError
+        when the setting is not true or false.
+    """
+    security = _setting("security", True)
+    if not isinstance(security, bool):
+        raise InvalidOptionError("hpcdask.security", security, "expected true or false")
+    return security
+
+
+@dataclass(frozen=True)
+class AdaptiveSettings:
+    """What ``cluster.adapt(...)`` resolves to: the policy's knobs and the loop's."""
+
+    params: PolicyParams
+    #: seconds between two decisions
+    interval: float
+    #: the shortest time the scheduler's backlog is sized to finish in
+    target_duration: float
+
+
+class AdaptArguments(TypedDict, total=False):
+    """The keyword arguments of ``cluster.adapt()``, written once.
+
+    Bounds are in workers (``minimum``/``maximum``, as for distributed's
+    ``Adaptive``), jobs, cores or memory, as dask-jobqueue accepts. ``interval``
+    is the time between decisions; ``idle_timeout`` how long all of a job's
+    workers must be idle before it is given back (config
+    ``hpcdask.adaptive.idle-timeout``); ``max_pending_jobs`` the most jobs
+    waiting in the queue at once (``hpcdask.adaptive.max-pending-jobs``);
+    ``target_duration`` the shortest time the scheduler's backlog is sized to
+    finish in (``distributed.adaptive.target-duration``; it grows to the
+    observed time a new job takes to bring a worker); ``wait_count`` as for
+    distributed's ``Adaptive``: a surplus must last this many intervals before
+    queued jobs are cancelled (default: 2 s worth).
+    """
+
+    minimum: int | None
+    maximum: int | None
+    minimum_jobs: int | None
+    maximum_jobs: int | None
+    minimum_cores: int | None
+    maximum_cores: int | None
+    minimum_memory: str | int | None
+    maximum_memory: str | int | None
+    interval: str | float
+    idle_timeout: str | float | None
+    max_pending_jobs: int | None
+    target_duration: str | float | None
+    wait_count: int | None
+
+
+def adaptive_settings(
+    opts: JobOptions, **arguments: Unpack[AdaptArguments]
+) -> AdaptiveSettings:
+    """``adapt()``'s arguments, with config for those not given, as whole jobs.
+
+    Bounds in workers, jobs, cores or memory are each rounded to whole jobs of
+    ``opts`` (minima up, maxima down) and the tightest applies.
+    """
+    lowest, highest = _job_bounds(
+        opts,
+        jobs=(arguments.get("minimum_jobs"), arguments.get("maximum_jobs")),
+        workers=(arguments.get("minimum"), arguments.get("maximum")),
+        cores=(arguments.get("minimum_cores"), arguments.get("maximum_cores")),
+        memory=(
+            _bytes(arguments.get("minimum_memory")),
+            _bytes(arguments.get("maximum_memory")),
+        ),
+    )
+    seconds = check_seconds("interval", arguments.get("interval", "1s"))
+    wait_count = arguments.get("wait_count")
+    margin = opts.walltime - opts.worker_lifetime
+    allowance = _adaptive_setting("startup-allowance", None, 15, check_seconds)
+    params = PolicyParams(
+        minimum_jobs=lowest,
+        maximum_jobs=highest,
+        workers_per_job=opts.processes,
+        max_pending_jobs=_adaptive_setting(
+            "max-pending-jobs",
+            arguments.get("max_pending_jobs"),
+            100,
+            check_positive_int,
+        ),
+        idle_timeout=_adaptive_setting(
+            "idle-timeout", arguments.get("idle_timeout"), "3s", check_seconds
+        ),
+        scale_down_delay=2.0 if wait_count is None else wait_count * seconds,
+        # replacements start this long before a worker's lifetime ends
+        replace_ahead=margin + allowance,
+        lifetime_margin=margin,
+    )
+    target_duration = arguments.get("target_duration")
+    if target_duration is None:
+        target_duration = dask.config.get("distributed.adaptive.target-duration", "5s")
+    return AdaptiveSettings(
+        params=params,
+        interval=seconds,
+        target_duration=check_seconds("target_duration", target_duration),
+    )
+
+
+_T = TypeVar("_T")
+
+
+def _adaptive_setting(
+    name: str, given: object, default: object, check: Callable[[str, object], _T]
+) -> _T:
+    """An ``adapt()`` argument, or ``hpcdask.adaptive.<name>`` when not given,
+    checked and named in errors as the user gave it."""
+    if given is not None:
+        return check(name.replace("-", "_"), given)
+    return check(f"hpcdask.adaptive.{name}", _setting(f"adaptive.{name}", default))
+
+
+Bounds = tuple[int | None, int | None]
+
+
+def _job_bounds(
+    opts: JobOptions, jobs: Bounds, workers: Bounds, cores: Bounds, memory: Bounds
+) -> tuple[int, int]:
+    """The tightest of several (minimum, maximum) pairs, in whole jobs."""
+    lows = [jobs[0] or 0]
+    highs = [jobs[1] if jobs[1] is not None else 2**31]
+    for (low, high), per_job in (
+        (workers, opts.processes),
+        (cores, opts.cores),
+        (memory, opts.memory),
+    ):
+        if low is not None:
+            lows.append(math.ceil(low / per_job))
+        if high is not None:
+            highs.append(high // per_job)
+    return max(lows), min(highs)
+
+
+def _bytes(size: str | int | None) -> int | None:
+    return None if size is None else int(parse_bytes(size))
+
+
+def profiles_setting() -> Mapping[str, object]:
+    """``hpcdask.profiles``: name -> the profile's raw mapping."""
+    profiles = dask.config.get("hpcdask.profiles", default=None) or {}
+    if not isinstance(profiles, Mapping):
+        raise InvalidOptionError(
+            "hpcdask.profiles", profiles, "expected a mapping of name -> profile"
+        )
+    return profiles
+
+
+def dashboard_link_template() -> tuple[str, str]:
+    """``distributed.dashboard.link`` and the scheme the dashboard serves."""
+    tls = dask.config.get("distributed.scheduler.dashboard.tls.cert", default=None)
+    template = str(dask.config.get("distributed.dashboard.link"))
+    return template, "https" if tls else "http"
+
+
+def repr_interval() -> float:
+    """Seconds between two updates of a cluster's live notebook widget."""
+    value = dask.config.get("distributed.deploy.cluster-repr-interval", "500ms")
+    return float(parse_timedelta(value, default="ms") or 0.5)
+
+
+def render_config() -> str:
+    """A commented ``hpcdask.yaml``: every option with its default, all commented.
+
+    As written the file sets nothing, so it hides no site-wide setting and no
+    ``jobqueue.<system>.*`` value (an existing ``jobqueue.yaml``), which hpcdask
+    reads for whatever is left unset. Removing the leading ``# `` from an option's
+    line and from the lines of its parents sets it.
+    """
+    lines = [
+        "# hpcdask configuration, read by dask from ~/.config/dask/ (or /etc/dask/).",
+        "# Nothing is set yet: to set an option, remove the leading '# ' from its",
+        "# line and from its parents' lines ('hpcdask:', '  slurm:'). Options left",
+        "# unset are read from jobqueue.<system>.* (a dask-jobqueue jobqueue.yaml),",
+        "# then take the defaults shown. Constructor arguments override all of these.",
+        "#",
+        "# hpcdask:",
+        "#   # how often the queue is asked about a cluster's jobs (one command)",
+        "#   poll-interval: 5s",
+        "#   # TLS with a certificate made per cluster; false: unencrypted, and",
+        "#   # anyone who reaches the scheduler's port can run code in it",
+        "#   security: true",
+    ]
+    for system in SYSTEMS:
+        lines.append(f"#   {system}:")
+        for option, default in DEFAULTS.items():
+            key = option.replace("_", "-")
+            value = yaml.safe_dump(default, default_flow_style=True)
+            value = value.strip().removesuffix("...").strip()
+            lines.append(f"#     {key}: {value}  # {OPTION_HELP[option]}")
+    lines += [
+        "#   # site profiles: SLURMCluster.from_profile(NAME), `hpcdask profiles`;",
+        "#   # keys: system, description, directives and any option above",
+        "#   profiles:",
+        "#     small:",
+        "#       description: 2 cores, 4 GB, 8 hours",
+        "#       system: slurm",
+        "#       queue: shared",
+        "#       cores: 2",
+        "#       memory: 4GB",
+        '#       walltime: "08:00:00"',
+        "#     gpu-small:",
+        "#       system: slurm",
+        "#       queue: gpu",
+        "#       cores: 8",
+        "#       memory: 32GB",
+        '#       directives: ["--gres=gpu:1"]',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def default_config_path() -> str:
+    """Where ``hpcdask config`` writes: ``$DASK_CONFIG`` or ~/.config/dask."""
+    root = os.environ.get("DASK_CONFIG") or os.path.join(
+        os.path.expanduser("~"), ".config", "dask"
+    )
+    return os.path.join(root, "hpcdask.yaml")

@@ -17,8 +17,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from hpcdask.config import JobOptions
 from hpcdask.models import JobRecord
+from hpcdask.options import JobOptions
 from hpcdask.systems.base import BatchSystem
 
 __all__ = [
@@ -102,18 +102,20 @@ def charged_seconds(record: JobRecord, now: float) -> float:
     A job that never started costs nothing. A job the queue reports as ended is
     charged up to its end time (the job table records one for every ended job).
     """
-    if record.start_time is None:
+    status = record.status
+    if status.start_time is None:
         return 0.0
-    end = record.end_time if record.end_time is not None else now
-    return max(0.0, end - record.start_time)
+    end = status.end_time if status.end_time is not None else now
+    return max(0.0, end - status.start_time)
 
 
 def is_in_use(record: JobRecord) -> bool:
     """Started and not yet ended: its allocation is being charged now."""
+    status = record.status
     return (
-        record.start_time is not None
-        and record.end_time is None
-        and not record.state.is_terminal
+        status.start_time is not None
+        and status.end_time is None
+        and not status.state.is_terminal
     )
 
 

@@ -6,7 +6,7 @@
     ├── BatchCommandError           a batch command (sbatch, qsub, squeue...) failed
     │   └── JobSubmissionError      the queue refused a job (bad partition, account...)
     ├── JobFailedError              a job ended before its workers connected
-    ├── cli.CommandError            the hpcdask command cannot do what was asked
+    ├── CommandError                the hpcdask command cannot do what was asked
     └── MPIClusterError             the MPI launcher cannot set a cluster up
         └── WorldTooSmallError      too few ranks for the roles asked (a ValueError)
 
@@ -68,6 +68,11 @@ class JobFailedError(HPCDaskError):
         else:
             lines.append("its stderr log is empty or missing")
         super().__init__("\n".join(lines))
+
+
+class CommandError(HPCDaskError):
+    """A problem with what the user asked the ``hpcdask`` command, reported as
+    one line."""
 
 
 class MPIClusterError(HPCDaskError):

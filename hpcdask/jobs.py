@@ -1,116 +1,34 @@
 """The job table: which batch jobs exist, what the queue says about them.
 
 All queue I/O of a cluster goes through here: submit, one batched status query per
-poll, one cancel command per batch of ids, and the tail of a failed job's log.
+poll, one cancel command per batch of ids, and the tail of a failed job's log. The
+table is also the one keeper of failed starts (jobs that ended before their
+workers connected) and says in the log when a job has waited long in the queue.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Protocol
 
-from hpcdask.config import JobOptions
-from hpcdask.errors import BatchCommandError, JobFailedError, JobSubmissionError
+from hpcdask.errors import BatchCommandError, JobFailedError
 from hpcdask.models import JobRecord, JobState, JobStatus
-from hpcdask.runner import Runner
-from hpcdask.systems.base import BatchSystem, QueueCommands
+from hpcdask.options import JobOptions
+from hpcdask.systems.base import Backend
 from hpcdask.validation import name_pattern
 
-if TYPE_CHECKING:
-    import pandas
+__all__ = ["JobTable", "failure_of", "stderr_tail", "wait_until_ended"]
 
 logger = logging.getLogger(__name__)
 
 
-class Backend(Protocol):
-    """Submits, queries and cancels jobs of one batch system."""
-
-    @property
-    def system(self) -> BatchSystem:
-        """How this backend's job scripts look."""
-        ...
-
-    async def submit(self, script: str, log_directory: str) -> str:
-        """Queue ``script``; return its job id. Raises JobSubmissionError."""
-        ...
-
-    async def status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
-        """States of ``job_ids``; raises BatchCommandError if nobody answered."""
-        ...
-
-    async def cancel(self, job_ids: Sequence[str]) -> None:
-        """Cancel ``job_ids``; ids that already ended are not an error."""
-        ...
-
-
-class CommandBackend:
-    """A :class:`Backend` that runs a :class:`QueueCommands` system's argv."""
-
-    def __init__(
-        self, system: QueueCommands, runner: Runner, timeout: float = 60.0
-    ) -> None:
-        self.system = system
-        self.runner = runner
-        self.timeout = timeout
-
-    async def submit(self, script: str, log_directory: str) -> str:
-        fd, path = tempfile.mkstemp(prefix="hpcdask-", suffix=".sh")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(script)
-            # from the log directory, so files the system writes there land there
-            result = await self.runner.run(
-                self.system.submit_argv(path), timeout=self.timeout, cwd=log_directory
-            )
-        finally:
-            os.unlink(path)
-        if not result.ok:
-            raise JobSubmissionError(
-                result.argv, result.returncode, result.stderr or result.stdout
-            )
-        try:
-            return self.system.parse_job_id(result.stdout)
-        except ValueError as e:
-            raise JobSubmissionError(result.argv, result.returncode, str(e)) from e
-
-    async def status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
-        result = await self.runner.run(
-            self.system.status_argv(job_ids), timeout=self.timeout
-        )
-        parsed = self.system.parse_status(result.stdout, job_ids)
-        gone = self.system.gone_job_ids(result.returncode, result.stderr, job_ids)
-        if not result.ok and not parsed and not gone:
-            raise BatchCommandError(result.argv, result.returncode, result.stderr)
-        out: dict[str, JobStatus] = {}
-        for job_id in job_ids:
-            if job_id in parsed:
-                out[job_id] = parsed[job_id]
-            elif result.ok or job_id in gone:
-                out[job_id] = JobStatus(JobState.GONE)
-            else:
-                out[job_id] = JobStatus(JobState.UNKNOWN)
-        return out
-
-    async def cancel(self, job_ids: Sequence[str]) -> None:
-        result = await self.runner.run(
-            self.system.cancel_argv(job_ids), timeout=self.timeout
-        )
-        if not result.ok:
-            # qdel exits non-zero for ids that already ended; the caller asks
-            # the queue which of them are still live
-            raise BatchCommandError(
-                result.argv, result.returncode, result.stderr or result.stdout
-            )
-
-
 class JobTable:
-    """The jobs of one cluster, keyed by their spec name.
+    """The jobs of one cluster, keyed by their name.
 
     Parameters
     ----------
@@ -118,16 +36,26 @@ class JobTable:
         where jobs are submitted.
     options
         the cluster's job options (log directory and job name name the logs).
+    pending_report_after
+        seconds a job may wait in the queue before the log says so, and why.
     """
 
-    def __init__(self, backend: Backend, options: JobOptions) -> None:
+    def __init__(
+        self, backend: Backend, options: JobOptions, pending_report_after: float = 60
+    ) -> None:
         self.backend = backend
         self.options = options
         self.log_directory = options.log_directory
+        self.pending_report_after = pending_report_after
         self.records: dict[str, JobRecord] = {}
+        #: why the controller did not answer the last poll ("" when it did)
         self.controller_error: str = ""
+        #: jobs that ended before their workers connected, oldest first
+        self.failures: list[JobFailedError] = []
+        self.failed_records: list[JobRecord] = []
         self._patterns: dict[str, re.Pattern[str]] = {}
         self._submit_slots = asyncio.Semaphore(4)
+        self._pending_reported: set[str] = set()
 
     # -- queries ---------------------------------------------------------------
 
@@ -153,28 +81,36 @@ class JobTable:
                 return self.records[name]
         return None
 
-    def stderr_tail(self, record: JobRecord, lines: int = 20) -> list[str]:
-        """The last ``lines`` lines of the job's stderr log (empty if none)."""
-        if not record.stderr_path:
-            return []
-        try:
-            with open(record.stderr_path, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - 64 * 1024))
-                text = f.read().decode(errors="replace")
-        except OSError:
-            return []
-        return text.splitlines()[-lines:]
+    def failed_start_times(self) -> tuple[float, ...]:
+        """When each failed start ended."""
+        return tuple(r.status.end_time or 0.0 for r in self.failed_records)
 
-    def failure(self, record: JobRecord) -> JobFailedError:
-        """The error that tells the user why ``record`` never ran workers."""
-        return JobFailedError(
-            record.job_id,
-            record.state.value,
-            record.reason
-            or (f"exit code {record.exit_code}" if record.exit_code else ""),
-            self.stderr_tail(record),
+    def last_start(self) -> float | None:
+        """When a job last had its first worker connect."""
+        starts = [r.connected_time for r in self.records.values() if r.connected_time]
+        return max(starts) if starts else None
+
+    def startup_time(self, recent: int = 20) -> float:
+        """Median charged start-up of recent jobs: job start to connected worker."""
+        times = sorted(
+            r.connected_time - r.status.start_time
+            for r in list(self.records.values())[-recent:]
+            if r.connected_time is not None and r.status.start_time is not None
         )
+        return times[len(times) // 2] if times else 0.0
+
+    def shown_status(self, record: JobRecord) -> JobStatus:
+        """The status to show for ``record``: while the controller does not
+        answer, a live job shows as ``unknown`` with its last known state as the
+        reason (the table keeps that state, and acts on nothing until the
+        controller is back)."""
+        status = record.status
+        if self.controller_error and not status.state.is_terminal:
+            last = f"last known: {status.state.value}"
+            if status.reason:
+                last += f", {status.reason}"
+            return dataclasses.replace(status, state=JobState.UNKNOWN, reason=last)
+        return status
 
     # -- I/O -------------------------------------------------------------------
 
@@ -188,7 +124,8 @@ class JobTable:
         if len(names) > 1 and not system.supports_arrays:
             raise ValueError(f"{system.name} cannot submit {len(names)} jobs at once")
         now = time.time()
-        records = [JobRecord(name=name, submit_time=now) for name in names]
+        submitting = JobStatus(JobState.SUBMITTING, submit_time=now)
+        records = [JobRecord(name, status=submitting) for name in names]
         for record in records:
             self.records[record.name] = record
             if "$" in record.name:
@@ -200,14 +137,16 @@ class JobTable:
                 base_id = await self.backend.submit(script, self.log_directory)
         except Exception:
             for record in records:
-                record.state = JobState.FAILED
+                record.status = dataclasses.replace(
+                    record.status, state=JobState.FAILED
+                )
             raise
         ids = (
             [base_id] if len(names) == 1 else system.array_job_ids(base_id, len(names))
         )
         for record, job_id in zip(records, ids, strict=True):
             record.job_id = job_id
-            record.state = JobState.PENDING
+            record.status = dataclasses.replace(record.status, state=JobState.PENDING)
             record.stdout_path, record.stderr_path = system.log_paths(
                 self.options, job_id
             )
@@ -216,8 +155,10 @@ class JobTable:
     async def poll(self) -> list[JobRecord]:
         """Ask the queue about every live job at once.
 
-        Returns the records that reached a terminal state in this poll. When the
-        controller does not answer, every job keeps its last known state.
+        Returns the records that reached a terminal state in this poll; those
+        that ended before their workers connected are recorded as failed starts
+        (:attr:`failures`). When the controller does not answer, every job keeps
+        its last known state.
         """
         live = [r for r in self.live() if r.job_id]
         if not live:
@@ -232,17 +173,45 @@ class JobTable:
         if self.controller_error:
             logger.info("batch controller answering again")
         self.controller_error = ""
+        now = time.time()
         ended = []
         for record in live:
             status = statuses.get(record.job_id)
             if status is None:
                 continue
-            record.apply(status)
+            record.status = record.status.updated(status)
             if record.state.is_terminal:
-                if record.end_time is None:
-                    record.end_time = time.time()
+                if record.status.end_time is None:
+                    record.status = dataclasses.replace(record.status, end_time=now)
                 ended.append(record)
+                self._note_ended(record)
+        self._report_long_pending(now)
         return ended
+
+    def _note_ended(self, record: JobRecord) -> None:
+        if record.failed_start:
+            failure = failure_of(record)
+            self.failures.append(failure)
+            self.failed_records.append(record)
+            logger.error("%s", failure)
+
+    def _report_long_pending(self, now: float) -> None:
+        """Say once per job when it has been pending for long, and why."""
+        for record in self.live():
+            submitted = record.status.submit_time
+            if (
+                record.name not in self._pending_reported
+                and record.workers_seen == 0
+                and submitted is not None
+                and now - submitted > self.pending_report_after
+            ):
+                self._pending_reported.add(record.name)
+                logger.warning(
+                    "job %s pending for %.0f s: %s",
+                    record.job_id,
+                    now - submitted,
+                    record.status.reason or record.state.value,
+                )
 
     async def cancel(self, records: Iterable[JobRecord], attempts: int = 4) -> None:
         """Cancel jobs with one command.
@@ -273,69 +242,22 @@ class JobTable:
         record = self.job_of_worker(worker_name)
         if record is None:
             return None
-        if connected:
-            record.workers.add(worker_name)
-            record.workers_seen += 1
-            record.connected_time = record.connected_time or time.time()
-            if record.state in (JobState.SUBMITTING, JobState.PENDING):
-                # a connected worker is proof the job runs; squeue may lag
-                record.state = JobState.RUNNING
-                record.reason = ""
-                record.start_time = record.start_time or time.time()
-        else:
+        if not connected:
             record.workers.discard(worker_name)
+            return record
+        now = time.time()
+        record.workers.add(worker_name)
+        record.workers_seen += 1
+        record.connected_time = record.connected_time or now
+        if record.state in (JobState.SUBMITTING, JobState.PENDING):
+            # a connected worker is proof the job runs; squeue may lag
+            record.status = dataclasses.replace(
+                record.status,
+                state=JobState.RUNNING,
+                reason="",
+                start_time=record.status.start_time or now,
+            )
         return record
-
-    def shown_state(self, record: JobRecord) -> tuple[str, str]:
-        """The state and reason to show for ``record``: while the controller
-        does not answer, a live job's state is ``unknown`` (the table keeps its
-        last known state, and acts on nothing until the controller is back)."""
-        if self.controller_error and not record.state.is_terminal:
-            last = f"last known: {record.state.value}"
-            if record.reason:
-                last += f", {record.reason}"
-            return JobState.UNKNOWN.value, last
-        return record.state.value, record.reason
-
-    def frame(self, now: float | None = None) -> pandas.DataFrame:
-        """The job table as a DataFrame, newest job last."""
-        import pandas
-
-        now = time.time() if now is None else now
-        shown = {name: self.shown_state(r) for name, r in self.records.items()}
-        rows = [
-            {
-                "job_id": r.job_id,
-                "name": r.name,
-                "state": shown[r.name][0],
-                "reason": shown[r.name][1],
-                "workers": len(r.workers),
-                "node": r.node,
-                "submit_time": _timestamp(r.submit_time),
-                "start_time": _timestamp(r.start_time),
-                "end_time": _timestamp(r.end_time),
-                "walltime_left": _timedelta(r.walltime_left(now)),
-            }
-            for r in self.records.values()
-        ]
-        columns = [
-            "job_id", "name", "state", "reason", "workers", "node",
-            "submit_time", "start_time", "end_time", "walltime_left",
-        ]  # fmt: skip
-        frame: pandas.DataFrame = pandas.DataFrame(rows, columns=columns)
-        return frame
-
-
-def _timestamp(value: float | None) -> object:
-    import pandas
-
-    return pandas.NaT if value is None else pandas.Timestamp(value, unit="s")
-
-
-def _timedelta(value: float | None) -> object:
-    import pandas
-
-    return pandas.NaT if value is None else pandas.Timedelta(seconds=round(value))
 
 
 async def wait_until_ended(
@@ -349,3 +271,28 @@ async def wait_until_ended(
         await asyncio.sleep(interval)
         await table.poll()
     return True
+
+
+def stderr_tail(path: str, lines: int = 20) -> list[str]:
+    """The last ``lines`` lines of a job's stderr log (empty if there is none)."""
+    if not path:
+        return []
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return []
+    return text.splitlines()[-lines:]
+
+
+def failure_of(record: JobRecord) -> JobFailedError:
+    """The error that tells the user why ``record`` never ran workers."""
+    status = record.status
+    return JobFailedError(
+        record.job_id,
+        status.state.value,
+        status.reason or (f"exit code {status.exit_code}" if status.exit_code else ""),
+        stderr_tail(record.stderr_path),
+    )

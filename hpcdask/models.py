@@ -1,8 +1,10 @@
-"""Plain data shared by every layer: job states, job status, job records.
+"""Plain data shared by every layer: job states, a job's status, job records, and
+what the adaptive policy sees and decides.
 
 Nothing here does I/O. The queue's vocabulary (squeue letters, qstat states) is
 translated into :class:`JobState` by the system adapters; everything above them
-speaks only this enum.
+speaks only this enum. One job's queue status is one :class:`JobStatus`; a
+:class:`JobRecord` holds it together with what the cluster knows besides.
 """
 
 from __future__ import annotations
@@ -50,13 +52,24 @@ TERMINAL: frozenset[JobState] = frozenset(
         JobState.GONE,
     }
 )
+#: Waiting for resources: asked for, not yet charged.
+QUEUED: frozenset[JobState] = frozenset(
+    {JobState.SUBMITTING, JobState.PENDING, JobState.HELD}
+)
+#: Holding an allocation.
+RUNNING: frozenset[JobState] = frozenset({JobState.RUNNING, JobState.COMPLETING})
+#: Ended by a failure (of the job, its walltime or its node).
+FAILED: frozenset[JobState] = frozenset(
+    {JobState.FAILED, JobState.TIMEOUT, JobState.NODE_FAIL}
+)
 
 
 @dataclass(frozen=True)
 class JobStatus:
-    """What one status query said about one job.
+    """What the queue says about one job.
 
-    Times are POSIX timestamps (seconds) or ``None`` where the queue gave none.
+    Times are POSIX timestamps (seconds) or ``None`` where the queue gave none;
+    ``time_limit`` is the walltime in seconds.
     """
 
     state: JobState
@@ -68,25 +81,47 @@ class JobStatus:
     time_limit: float | None = None
     exit_code: str = ""
 
+    def updated(self, newer: JobStatus) -> JobStatus:
+        """This status after the queue said ``newer``.
+
+        ``UNKNOWN`` (the controller did not answer) keeps this status. Otherwise
+        the newer state and reason win; node, times and exit code are kept where
+        ``newer`` gives none (a status query may leave some of them out).
+        """
+        if newer.state is JobState.UNKNOWN:
+            return self
+        return JobStatus(
+            state=newer.state,
+            reason=newer.reason,
+            node=newer.node or self.node,
+            submit_time=newer.submit_time or self.submit_time,
+            start_time=newer.start_time or self.start_time,
+            end_time=newer.end_time or self.end_time,
+            time_limit=newer.time_limit or self.time_limit,
+            exit_code=newer.exit_code or self.exit_code,
+        )
+
+    def walltime_left(self, now: float) -> float | None:
+        """Seconds before the queue ends the job; ``None`` before it started."""
+        if self.start_time is None or self.time_limit is None:
+            return None
+        if self.state.is_terminal:
+            return 0.0
+        return max(0.0, self.start_time + self.time_limit - now)
+
 
 @dataclass
 class JobRecord:
-    """One batch job in the cluster's job table.
+    """One batch job in the cluster's job table: its queue status and what the
+    cluster knows besides (its workers, whether it asked for the cancel).
 
-    ``name`` is the cluster's spec name for the job (one name per job; a job of
+    ``name`` is the cluster's name for the job (one name per job; a job of
     several worker processes has workers ``name-0``, ``name-1``...).
     """
 
     name: str
     job_id: str = ""
-    state: JobState = JobState.SUBMITTING
-    reason: str = ""
-    node: str = ""
-    submit_time: float | None = None
-    start_time: float | None = None
-    end_time: float | None = None
-    time_limit: float | None = None
-    exit_code: str = ""
+    status: JobStatus = JobStatus(JobState.SUBMITTING)
     workers: set[str] = field(default_factory=set)
     workers_seen: int = 0
     cancel_requested: bool = False
@@ -94,18 +129,10 @@ class JobRecord:
     stdout_path: str = ""
     stderr_path: str = ""
 
-    def apply(self, status: JobStatus) -> None:
-        """Take a status query's answer; ``UNKNOWN`` keeps the last known state."""
-        if status.state is JobState.UNKNOWN:
-            return
-        self.state = status.state
-        self.reason = status.reason
-        for attr in ("node", "submit_time", "start_time", "end_time", "time_limit"):
-            value = getattr(status, attr)
-            if value:
-                setattr(self, attr, value)
-        if status.exit_code:
-            self.exit_code = status.exit_code
+    @property
+    def state(self) -> JobState:
+        """``status.state``, the one field everything asks about."""
+        return self.status.state
 
     @property
     def failed_start(self) -> bool:
@@ -117,18 +144,18 @@ class JobRecord:
             and self.state is not JobState.CANCELLED
         )
 
-    def walltime_left(self, now: float) -> float | None:
-        if self.start_time is None or self.time_limit is None:
-            return None
-        if self.state.is_terminal:
-            return 0.0
-        return max(0.0, self.start_time + self.time_limit - now)
+
+@dataclass(frozen=True)
+class QueuedJob:
+    """A job found in the queue by a user-wide listing (``hpcdask jobs``):
+    its id, its batch job name and its status."""
+
+    job_id: str
+    name: str
+    status: JobStatus
 
 
-# -- adaptive scaling: what the policy sees, remembers and decides -------------------
-
-
-_QUEUED = frozenset({JobState.SUBMITTING, JobState.PENDING, JobState.HELD})
+# -- adaptive scaling: what the policy sees, is told and decides ---------------------
 
 
 @dataclass(frozen=True)
@@ -153,7 +180,7 @@ class JobView:
     def is_pending(self) -> bool:
         """Waiting in the queue. A job that started but whose workers have not
         connected yet is not pending: it is charged already and nearly there."""
-        return self.workers == 0 and self.state in _QUEUED
+        return self.workers == 0 and self.state in QUEUED
 
 
 @dataclass(frozen=True)
@@ -172,6 +199,41 @@ class ClusterSnapshot:
     #: the longest average run time (s) of the kinds of tasks still to run; 0
     #: when none has been timed yet
     task_duration: float = 0.0
+
+
+@dataclass(frozen=True)
+class PolicyParams:
+    """The knobs of :func:`hpcdask.policy.decide` (seconds for times), built
+    from ``adapt()``'s arguments and config by
+    :func:`hpcdask.config.adaptive_settings`."""
+
+    minimum_jobs: int = 0
+    maximum_jobs: int = 2**31
+    workers_per_job: int = 1
+    max_pending_jobs: int | None = None
+    idle_timeout: float = 10.0
+    scale_down_delay: float = 2.0
+    replace_ahead: float = 60.0
+    lifetime_margin: float = 0.0
+    max_failed_starts: int = 3
+    failure_backoff: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.minimum_jobs < 0 or self.maximum_jobs < self.minimum_jobs:
+            raise ValueError(
+                f"need 0 <= minimum_jobs <= maximum_jobs, got "
+                f"{self.minimum_jobs} and {self.maximum_jobs}"
+            )
+        if self.max_pending_jobs is not None and self.max_pending_jobs < 1:
+            raise ValueError(f"max_pending_jobs must be >= 1: {self.max_pending_jobs}")
+
+    @property
+    def minimum_workers(self) -> int:
+        return self.minimum_jobs * self.workers_per_job
+
+    @property
+    def maximum_workers(self) -> int:
+        return self.maximum_jobs * self.workers_per_job
 
 
 @dataclass(frozen=True)

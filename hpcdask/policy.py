@@ -37,32 +37,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from hpcdask.models import ClusterSnapshot, ScaleDecision
+from hpcdask.models import ClusterSnapshot, PolicyParams, ScaleDecision
 
-
-@dataclass(frozen=True)
-class PolicyParams:
-    """The knobs of :func:`decide` (seconds for times)."""
-
-    minimum_jobs: int = 0
-    maximum_jobs: int = 2**31
-    workers_per_job: int = 1
-    max_pending_jobs: int | None = None
-    idle_timeout: float = 10.0
-    scale_down_delay: float = 2.0
-    replace_ahead: float = 60.0
-    lifetime_margin: float = 0.0
-    max_failed_starts: int = 3
-    failure_backoff: float = 5.0
-
-    def __post_init__(self) -> None:
-        if self.minimum_jobs < 0 or self.maximum_jobs < self.minimum_jobs:
-            raise ValueError(
-                f"need 0 <= minimum_jobs <= maximum_jobs, got "
-                f"{self.minimum_jobs} and {self.maximum_jobs}"
-            )
-        if self.max_pending_jobs is not None and self.max_pending_jobs < 1:
-            raise ValueError(f"max_pending_jobs must be >= 1: {self.max_pending_jobs}")
+__all__ = ["PolicyParams", "PolicyState", "decide", "wanted_jobs"]
 
 
 @dataclass(frozen=True)
@@ -94,34 +71,42 @@ def consecutive_failures(
     return len(recent), (max(recent) if recent else None)
 
 
-def decide(
-    snapshot: ClusterSnapshot, state: PolicyState, now: float, params: PolicyParams
-) -> tuple[ScaleDecision, PolicyState]:
-    """One tick of adaptive scaling. Pure: same inputs, same answer.
+@dataclass
+class _Tally:
+    """The live jobs sorted by what they mean for this tick."""
 
-    One pass over the jobs (it runs every tick, with up to thousands of jobs).
-    """
+    idle_since: dict[str, float] = field(default_factory=dict)
+    #: jobs that count as capacity (queued ones included)
+    capacity: int = 0
+    #: jobs waiting in the queue, capacity or not
+    pending_total: int = 0
+    #: (submit time, name) of the queued jobs that count as capacity
+    pending: list[tuple[float, str]] = field(default_factory=list)
+    #: (seconds idle, name) of capacity idle past idle_timeout
+    idle: list[tuple[float, str]] = field(default_factory=list)
+    #: jobs near their walltime to retire now
+    retire_expiring: list[str] = field(default_factory=list)
+    #: jobs too close to their end for another task
+    drain: list[str] = field(default_factory=list)
+
+
+def _tally(
+    snapshot: ClusterSnapshot, state: PolicyState, now: float, params: PolicyParams
+) -> _Tally:
+    """One pass over the jobs (it runs every tick, with up to thousands)."""
     # a worker holds a task beyond those it runs (distributed's worker
     # saturation): the last one it gets may start a task's time after it
     drain_ahead = 2 * snapshot.task_duration
     horizon = now + params.replace_ahead + drain_ahead
-    previous_idle = state.idle_since
-    idle_since: dict[str, float] = {}
-    pending_total = 0
-    capacity = 0
-    pending: list[tuple[float, str]] = []  # (submit time, name) of capacity
-    idle: list[tuple[float, str]] = []  # (seconds idle, name), past idle_timeout
-    retire_expiring: list[str] = []
-    drain: list[str] = []
+    tally = _Tally()
     for job in snapshot.jobs:
         if job.retiring:
             continue
-        is_pending = job.is_pending
-        pending_total += is_pending
+        tally.pending_total += job.is_pending
         idle_for = -1.0
         if job.idle:
-            since = previous_idle.get(job.name, now)
-            idle_since[job.name] = since
+            since = state.idle_since.get(job.name, now)
+            tally.idle_since[job.name] = since
             idle_for = now - since
         start, limit = job.start_time, job.time_limit
         if start is not None and limit is not None and start + limit <= horizon:
@@ -129,61 +114,76 @@ def decide(
             lifetime = limit - params.lifetime_margin
             if 0 < drain_ahead < lifetime / 2 and start + lifetime - drain_ahead <= now:
                 # too close to its end to finish another task: drain, then go
-                (retire_expiring if job.idle else drain).append(job.name)
+                (tally.retire_expiring if job.idle else tally.drain).append(job.name)
             elif idle_for >= params.idle_timeout:
-                retire_expiring.append(job.name)
+                tally.retire_expiring.append(job.name)
             continue
-        capacity += 1
-        if is_pending:
-            pending.append((job.submit_time, job.name))
+        tally.capacity += 1
+        if job.is_pending:
+            tally.pending.append((job.submit_time, job.name))
         elif idle_for >= params.idle_timeout:
-            idle.append((idle_for, job.name))
+            tally.idle.append((idle_for, job.name))
+    return tally
 
-    drain_reason = (
-        f"drain {len(drain)} jobs too close to their end for a task" if drain else ""
-    )
+
+def decide(
+    snapshot: ClusterSnapshot, state: PolicyState, now: float, params: PolicyParams
+) -> tuple[ScaleDecision, PolicyState]:
+    """One tick of adaptive scaling. Pure: same inputs, same answer."""
+    tally = _tally(snapshot, state, now, params)
+    drain = tuple(tally.drain)
     wanted = wanted_jobs(snapshot.target_workers, params)
-    if wanted > capacity:
-        state = PolicyState(None, idle_since, state.failures_forgiven_until)
+    if wanted > tally.capacity:
+        state = PolicyState(None, tally.idle_since, state.failures_forgiven_until)
         decision = _scale_up(
-            snapshot, state, now, params, pending_total, wanted - capacity
+            snapshot, state, now, params, tally.pending_total, wanted - tally.capacity
         )
         return replace(
-            decision, retire=tuple(retire_expiring), drain=tuple(drain)
+            decision, retire=tuple(tally.retire_expiring), drain=drain
         ), state
-    if wanted == capacity:
-        state = PolicyState(None, idle_since, state.failures_forgiven_until)
-        reason = drain_reason or (
-            "idle jobs near their walltime" if retire_expiring else ""
+    if wanted == tally.capacity:
+        state = PolicyState(None, tally.idle_since, state.failures_forgiven_until)
+        reason = _drain_reason(drain) or (
+            "idle jobs near their walltime" if tally.retire_expiring else ""
         )
-        decision = ScaleDecision(
-            retire=tuple(retire_expiring), drain=tuple(drain), reason=reason
-        )
-        return decision, state
-
-    surplus = capacity - wanted
+        retire = tuple(tally.retire_expiring)
+        return ScaleDecision(retire=retire, drain=drain, reason=reason), state
     surplus_since = state.surplus_since if state.surplus_since is not None else now
-    state = PolicyState(surplus_since, idle_since, state.failures_forgiven_until)
+    state = PolicyState(surplus_since, tally.idle_since, state.failures_forgiven_until)
+    return _scale_down(
+        tally, tally.capacity - wanted, now - surplus_since, params
+    ), state
+
+
+def _drain_reason(drain: tuple[str, ...]) -> str:
+    return f"drain {len(drain)} jobs too close to their end for a task" if drain else ""
+
+
+def _scale_down(
+    tally: _Tally, surplus: int, lasted: float, params: PolicyParams
+) -> ScaleDecision:
+    """Give back ``surplus`` jobs: queued ones first (newest first) once the
+    surplus ``lasted`` long enough, then the longest idle."""
     cancel: list[str] = []
-    if now - surplus_since >= params.scale_down_delay:
-        pending.sort(reverse=True)  # newest first
+    if lasted >= params.scale_down_delay:
+        pending = sorted(tally.pending, reverse=True)  # newest first
         cancel = [name for _, name in pending[:surplus]]
-    idle.sort(key=lambda item: -item[0])  # longest idle first, stable
+    idle = sorted(tally.idle, key=lambda item: -item[0])  # longest idle first
     retire = [name for _, name in idle[: surplus - len(cancel)]]
     reasons = []
     if cancel:
         reasons.append(f"cancel {len(cancel)} pending (surplus of {surplus} jobs)")
     if retire:
         reasons.append(f"retire {len(retire)} idle for >= {params.idle_timeout:g} s")
-    if drain_reason:
-        reasons.append(drain_reason)
-    decision = ScaleDecision(
+    drain = tuple(tally.drain)
+    if drain:
+        reasons.append(_drain_reason(drain))
+    return ScaleDecision(
         cancel=tuple(cancel),
-        retire=(*retire, *retire_expiring),
-        drain=tuple(drain),
+        retire=(*retire, *tally.retire_expiring),
+        drain=drain,
         reason="; ".join(reasons),
     )
-    return decision, state
 
 
 def _scale_up(

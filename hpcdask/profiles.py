@@ -21,7 +21,7 @@ A site admin writes, e.g. in ``/etc/dask/hpcdask.yaml``::
 and users write ``SLURMCluster.from_profile("small")`` or
 ``HPCCluster.from_profile("gpu-small")``. A profile's keys are ``system``,
 ``description``, ``directives`` (extra directive lines, dask-jobqueue's
-``job_extra_directives``) and any job option (:data:`hpcdask.config.DEFAULTS`,
+``job_extra_directives``) and any job option (:data:`hpcdask.options.DEFAULTS`,
 ``-`` or ``_`` spelling). Values a profile leaves out come from
 ``hpcdask.<system>.*`` / ``jobqueue.<system>.*`` config as for any cluster.
 An unknown key or system is an :class:`~hpcdask.errors.InvalidOptionError`
@@ -35,10 +35,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import dask.config
-
-from hpcdask.config import DEFAULTS, SYSTEMS, JobOptions, resolve_job_options
+from hpcdask.config import profiles_setting, resolve_job_options
 from hpcdask.errors import InvalidOptionError
+from hpcdask.format import format_bytes, format_duration
+from hpcdask.options import DEFAULTS, SYSTEMS, JobOptions
 
 __all__ = ["Profile", "load_profile", "load_profiles", "profile_names"]
 
@@ -60,7 +60,7 @@ class Profile:
     description
         a line for people choosing a profile.
     options
-        job options (keys of :data:`hpcdask.config.DEFAULTS`).
+        job options (keys of :data:`hpcdask.options.DEFAULTS`).
     """
 
     name: str
@@ -91,6 +91,23 @@ class Profile:
         """Constructor arguments: the profile's options, then ``overrides``."""
         return {**self.options, **overrides}
 
+    def summary(self) -> tuple[str, str, str, str]:
+        """Queue, cores, memory and walltime, as ``hpcdask profiles`` lists them
+        (resolved with config when the profile names its system)."""
+        if not self.system:
+            raw = self.options
+            queue, cores, memory, walltime = (
+                str(raw.get(k, "-")) for k in ("queue", "cores", "memory", "walltime")
+            )
+            return queue, cores, memory, walltime
+        opts = self.job_options()
+        return (
+            opts.queue or "-",
+            str(opts.cores),
+            format_bytes(opts.memory),
+            format_duration(opts.walltime),
+        )
+
     def job_options(self, system: str = "", **overrides: Any) -> JobOptions:
         """The validated job options this profile gives (config fills the rest)."""
         return resolve_job_options(
@@ -98,18 +115,9 @@ class Profile:
         )
 
 
-def _all_profiles() -> Mapping[str, Any]:
-    profiles = dask.config.get("hpcdask.profiles", default=None) or {}
-    if not isinstance(profiles, Mapping):
-        raise InvalidOptionError(
-            "hpcdask.profiles", profiles, "expected a mapping of name -> profile"
-        )
-    return profiles
-
-
 def profile_names() -> list[str]:
     """Names of the profiles in dask config, sorted."""
-    return sorted(str(name) for name in _all_profiles())
+    return sorted(str(name) for name in profiles_setting())
 
 
 def load_profile(name: str) -> Profile:
@@ -121,7 +129,7 @@ def load_profile(name: str) -> Profile:
         (a ``ValueError``) when there is no such profile, or it has a key or a
         system hpcdask does not know.
     """
-    profiles = _all_profiles()
+    profiles = profiles_setting()
     if name not in profiles:
         known = ", ".join(sorted(map(str, profiles))) or "none are configured"
         raise InvalidOptionError(
@@ -132,7 +140,7 @@ def load_profile(name: str) -> Profile:
 
 def load_profiles() -> list[Profile]:
     """Every profile in dask config, checked, sorted by name."""
-    profiles = _all_profiles()
+    profiles = profiles_setting()
     return [parse_profile(str(name), profiles[name]) for name in sorted(profiles)]
 
 

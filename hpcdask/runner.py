@@ -78,6 +78,21 @@ class SubprocessRunner:
         )
 
 
+def process_alive(pid: int, group: bool = False) -> bool:
+    """Whether process ``pid`` (with ``group``, any process of the process group
+    ``pid``) exists; a process of another user counts as alive."""
+    try:
+        if group:
+            os.killpg(pid, 0)
+        else:
+            os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 async def spawn_detached(
     argv: Sequence[str], env: Mapping[str, str]
 ) -> asyncio.subprocess.Process:

@@ -4,30 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hpcdask.config import JobOptions
+from hpcdask.format import format_memory_limit
+from hpcdask.options import JobOptions
 from hpcdask.systems.base import BatchSystem
 from hpcdask.validation import command_word, shell_word
-
-_EXACT_UNITS = (("GiB", 2**30), ("MiB", 2**20), ("GB", 10**9), ("MB", 10**6))
-
-
-def format_memory_limit(size: int) -> str:
-    """A byte count as dask reads it, exact: "4GiB" when it divides, else bytes."""
-    for unit, factor in _EXACT_UNITS:
-        if size % factor == 0:
-            return f"{size // factor}{unit}"
-    return str(size)
-
-
-def worker_lifetime(walltime: int) -> int:
-    """Seconds a worker lives in a job of ``walltime`` seconds.
-
-    The worker retires itself (handing its data over) this long after it starts,
-    leaving a margin before the queue kills the job: 10% of the walltime, at least
-    15 s and at most 5 minutes, and never more than half the walltime.
-    """
-    margin = min(max(0.1 * walltime, 15.0), 300.0, 0.5 * walltime)
-    return max(int(walltime - margin), 1)
 
 
 def worker_argv(
@@ -58,7 +38,7 @@ def worker_argv(
         f"{opts.death_timeout:g}",
     ]
     if "--lifetime" not in opts.worker_extra_args:
-        words += ["--lifetime", f"{worker_lifetime(opts.walltime)}s"]
+        words += ["--lifetime", f"{opts.worker_lifetime}s"]
     if not {"--dashboard", "--dashboard-address"} & set(opts.worker_extra_args):
         # a worker's own dashboard is out of reach on a compute node (the
         # scheduler's shows every worker) and importing Bokeh for it doubles a

@@ -28,18 +28,17 @@ import socket
 import tempfile
 import weakref
 from collections.abc import Callable
-from typing import Any
 
 from distributed.security import Security
 
-from hpcdask.config import JobOptions, cluster_setting
 from hpcdask.errors import InvalidOptionError
+from hpcdask.options import JobOptions
+from hpcdask.runner import process_alive
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "CredentialFiles",
-    "configured_security",
     "credential_args",
     "credentials_directory",
     "placeholder_security_args",
@@ -63,25 +62,13 @@ _INSECURE_WARNING = (
 )
 
 
-def configured_security() -> bool:
-    """Config ``hpcdask.security``: whether clusters made without ``security=``
-    use TLS (default true).
-
-    Raises
-    ------
-    hpcdask.InvalidOptionError
-        when the setting is not true or false.
-    """
-    value = cluster_setting("security", True)
-    if not isinstance(value, bool):
-        raise InvalidOptionError("hpcdask.security", value, "expected true or false")
-    return value
-
-
-def resolve_security(security: Security | bool | None) -> Security | None:
+def resolve_security(
+    security: Security | bool | None, configured: bool = True
+) -> Security | None:
     """The cluster's :class:`~distributed.security.Security`, or ``None`` for none.
 
-    ``None`` reads config ``hpcdask.security`` (default ``True``); ``True`` makes
+    ``None`` means ``configured`` (config ``hpcdask.security``, see
+    :func:`hpcdask.config.security_setting`); ``True`` makes
     a temporary self-signed certificate for this cluster only; ``False`` turns
     TLS off, with a logged warning; a ``Security`` is used as given.
 
@@ -91,11 +78,12 @@ def resolve_security(security: Security | bool | None) -> Security | None:
         for any other value.
     """
     if security is None:
-        security = configured_security()
+        security = configured
     if isinstance(security, Security):
         return security
     if security is True:
-        temporary: Security = Security.temporary()
+        # distributed's Security is unannotated
+        temporary: Security = Security.temporary()  # type: ignore[no-untyped-call]
         return temporary
     if security is False:
         logger.warning(_INSECURE_WARNING)
@@ -108,9 +96,11 @@ def resolve_security(security: Security | bool | None) -> Security | None:
     )
 
 
-def _has_credentials(security: Security) -> bool:
-    config = security.get_tls_config_for_role("worker")
-    return bool(config.get("ca_file") or config.get("cert"))
+def _worker_tls(security: Security) -> tuple[object, object, object]:
+    """The CA, certificate and key a worker uses: file paths, PEM text or None."""
+    # distributed's Security is unannotated
+    config = security.get_tls_config_for_role("worker")  # type: ignore[no-untyped-call]
+    return config.get("ca_file"), config.get("cert"), config.get("key")
 
 
 def secure_job_options(opts: JobOptions, security: Security | None) -> JobOptions:
@@ -123,7 +113,8 @@ def secure_job_options(opts: JobOptions, security: Security | None) -> JobOption
     """
     if security is None:
         return opts
-    if not (security.require_encryption or _has_credentials(security)):
+    ca, cert, _ = _worker_tls(security)
+    if not (security.require_encryption or ca or cert):
         return opts
     return with_tls_protocol(opts, strict=bool(security.require_encryption))
 
@@ -160,7 +151,7 @@ class CredentialFiles:
     def __init__(self, args: list[str], private_dir: str | None) -> None:
         self.args = args
         self.private_dir = private_dir
-        self._finalizer: Callable[[], Any] | None = None
+        self._finalizer: Callable[[], object] | None = None
         if private_dir is not None:
             self._finalizer = weakref.finalize(self, _remove_tree, private_dir)
 
@@ -181,8 +172,7 @@ def worker_security_args(security: Security, directory: str) -> CredentialFiles:
     written to a new private directory in ``directory``; credentials that are
     already files are passed by their paths.
     """
-    config = security.get_tls_config_for_role("worker")
-    ca, cert, key = config.get("ca_file"), config.get("cert"), config.get("key")
+    ca, cert, key = _worker_tls(security)
     if not (ca or cert):
         return CredentialFiles([], None)
     private_dir = None
@@ -242,16 +232,6 @@ def _write_private(directory: str, name: str, content: object) -> str:
     return path
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_private_dirs(directory: str, dry_run: bool = False) -> list[str]:
     """Remove the private directories in ``directory`` left by processes of this
     host that are gone (killed before they could clean up); return their paths.
@@ -269,7 +249,7 @@ def remove_stale_private_dirs(directory: str, dry_run: bool = False) -> list[str
         if not match or match.group(2) != host:
             continue
         pid = int(match.group(1))
-        if pid == os.getpid() or _process_alive(pid):
+        if pid == os.getpid() or process_alive(pid):
             continue
         path = os.path.join(directory, entry)
         if not dry_run:

@@ -179,13 +179,6 @@ def _parse_walltime_text(option: str, text: str) -> int:
         ) from e
 
 
-def format_walltime(seconds: int) -> str:
-    """``HH:MM:SS`` (hours may exceed 24), understood by sbatch and qsub."""
-    hours, rest = divmod(int(seconds), 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}"
-
-
 def check_positive_int(option: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidOptionError(option, value, "expected a positive integer")

@@ -22,7 +22,7 @@ from hpcdask.mpi.logs import set_log_level
 from hpcdask.mpi.options import ClusterOptions, Placement
 from hpcdask.mpi.ranks import launch
 from hpcdask.mpi.roles import Roles
-from hpcdask.mpi.servers import connect_client
+from hpcdask.mpi.servers import default_dask_client
 from hpcdask.mpi.tracebacks import call_as_script
 
 if TYPE_CHECKING:
@@ -320,21 +320,15 @@ def send_close_signal() -> None:
 
     On the client rank it shuts the cluster down as the end of the script
     would (the other ranks then return from :func:`initialize`); elsewhere it
-    shuts down the scheduler dask's config points to, if any.
+    shuts down the scheduler of this process's current client, if it has one.
     """
     client = current_client()
     if client is not None:
         client.finish(0)
         return
-    import dask.config
-
-    if dask.config.get("scheduler-address", None) is None:
-        return
-    other = connect_client(None, timeout=30)
-    try:
+    other = default_dask_client()
+    if other is not None:
         other.shutdown()
-    finally:
-        other.close(timeout=30)
 
 
 def mpi_control(comm: Intracomm | None = None) -> MPIControl:

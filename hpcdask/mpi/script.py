@@ -15,10 +15,11 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
-from hpcdask.config import JobOptions
 from hpcdask.errors import InvalidOptionError
+from hpcdask.format import format_memory_limit
 from hpcdask.mpi.roles import MIN_RANKS
-from hpcdask.script import format_memory_limit, log_redirection_lines
+from hpcdask.options import JobOptions
+from hpcdask.script import log_redirection_lines
 from hpcdask.systems.base import BatchSystem
 from hpcdask.validation import shell_word
 

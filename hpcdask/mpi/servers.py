@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from typing import Any, Protocol
 
-__all__ = ["DaskServer", "OpenClient", "connect_client"]
+__all__ = ["DaskServer", "OpenClient", "connect_client", "default_dask_client"]
 
 
 class DaskServer(Protocol):
@@ -42,3 +42,14 @@ def connect_client(address: str | None, timeout: float) -> OpenClient:
 
     connect: Callable[..., OpenClient] = Client  # its __init__ has no annotations
     return connect(address, timeout=timeout)
+
+
+def default_dask_client() -> OpenClient | None:
+    """This process's current :class:`distributed.Client`, if there is one."""
+    from distributed import default_client
+
+    current: Callable[[], OpenClient] = default_client
+    try:
+        return current()
+    except ValueError:  # no client
+        return None

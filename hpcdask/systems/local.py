@@ -17,20 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hpcdask.models import JobState, JobStatus
-from hpcdask.runner import spawn_detached
+from hpcdask.runner import process_alive, spawn_detached
 from hpcdask.systems.base import BatchSystem
 
 _counter = itertools.count()
-
-
-def _group_alive(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class LocalSystem(BatchSystem):
@@ -117,18 +107,18 @@ class LocalBackend:
         """SIGTERM the job's process group, SIGKILL what is left after the grace
         period; return when no process of the group is left (as a queue would)."""
         group = job.process.pid
-        if not _group_alive(group):
+        if not process_alive(group, group=True):
             await job.process.wait()
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(group, signal.SIGTERM)
         deadline = time.monotonic() + self.kill_grace
-        while _group_alive(group) and time.monotonic() < deadline:
+        while process_alive(group, group=True) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(group, signal.SIGKILL)
         await job.process.wait()
-        while _group_alive(group):
+        while process_alive(group, group=True):
             await asyncio.sleep(0.05)
 
     async def _enforce_walltime(self, job_id: str) -> None:

@@ -10,11 +10,11 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 
-from hpcdask.config import JobOptions
-from hpcdask.models import JobState, JobStatus
+from hpcdask.format import format_hms
+from hpcdask.models import JobState, JobStatus, QueuedJob
+from hpcdask.options import JobOptions
 from hpcdask.systems.base import QueueCommands
 from hpcdask.systems.timefmt import parse_clock, parse_duration
-from hpcdask.validation import format_walltime
 
 #: qstat's ``job_state`` letter -> JobState (``C``/``F`` refined by exit status).
 STATES: dict[str, JobState] = {
@@ -52,7 +52,7 @@ class PBS(QueueCommands):
             f"select=1:ncpus={opts.cores}:mem={math.ceil(opts.memory / 2**20)}mb"
         )
         lines.append(f"-l {resources}")
-        lines.append(f"-l walltime={format_walltime(opts.walltime)}")
+        lines.append(f"-l walltime={format_hms(opts.walltime)}")
         # No -o/-e: PBS has no %j to name a file per job, and Slurm's qsub ignores
         # them. The script redirects its own output into the log directory, and
         # jobs are submitted from there so the system's own files land beside it.
@@ -98,6 +98,26 @@ class PBS(QueueCommands):
             return set(job_ids)
         unknown = {i.split(".")[0] for i in _UNKNOWN_ID.findall(stderr)}
         return {i for i in job_ids if i.split(".")[0] in unknown}
+
+    def list_argv(self, user: str, names: Sequence[str] | None) -> list[str]:
+        # PBS has no portable name filter; qstat -f of all jobs is one query
+        return ["qstat", "-f"]
+
+    def parse_listing(self, stdout: str, user: str) -> list[QueuedJob]:
+        jobs = []
+        for job_id, attrs in parse_qstat_full(stdout).items():
+            # Job_Owner is "user@host"; Slurm's wrapper's euser is "user(uid)"
+            owner = attrs.get("Job_Owner") or attrs.get("euser", "")
+            if re.split(r"[@(]", owner)[0] == user:
+                name = attrs.get("Job_Name", "")
+                jobs.append(QueuedJob(job_id, name, status_from_attributes(attrs)))
+        return jobs
+
+    def cancel_by_name_argv(
+        self, user: str, name: str, jobs: Sequence[QueuedJob]
+    ) -> list[str]:
+        # qdel takes ids only: those the listing found
+        return ["qdel", *(job.job_id for job in jobs)]
 
 
 def parse_qstat_full(stdout: str) -> dict[str, dict[str, str]]:

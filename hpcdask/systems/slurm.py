@@ -6,11 +6,11 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 
-from hpcdask.config import JobOptions
-from hpcdask.models import JobState, JobStatus
+from hpcdask.format import format_hms
+from hpcdask.models import JobState, JobStatus, QueuedJob
+from hpcdask.options import JobOptions
 from hpcdask.systems.base import QueueCommands
 from hpcdask.systems.timefmt import parse_clock, parse_duration
-from hpcdask.validation import format_walltime
 
 #: squeue's ``%T`` (long state name) -> JobState.
 STATES: dict[str, JobState] = {
@@ -66,7 +66,7 @@ class Slurm(QueueCommands):
         lines.append(f"--cpus-per-task={opts.job_cpu or opts.cores}")
         memory_mib = math.ceil((opts.job_mem or opts.memory) / 2**20)
         lines.append(f"--mem={memory_mib}M")
-        lines.append(f"-t {format_walltime(opts.walltime)}")
+        lines.append(f"-t {format_hms(opts.walltime)}")
         lines.append(f"-o {stdout}")
         lines.append(f"-e {stderr}")
         return lines
@@ -111,6 +111,32 @@ class Slurm(QueueCommands):
         if "Invalid job id specified" in stderr:
             return set(job_ids)
         return set()
+
+    def list_argv(self, user: str, names: Sequence[str] | None) -> list[str]:
+        argv = [
+            "squeue",
+            "--noheader",
+            f"--user={user}",
+            f"--format={SQUEUE_FORMAT}|%j",
+        ]
+        if names:
+            argv.append(f"--name={','.join(names)}")
+        return argv
+
+    def parse_listing(self, stdout: str, user: str) -> list[QueuedJob]:
+        jobs = []
+        for line in stdout.splitlines():
+            fields, _, name = line.strip().rpartition("|")
+            for job_id, status in parse_squeue(fields).items():
+                jobs.append(QueuedJob(job_id, name, status))
+        return jobs
+
+    def cancel_by_name_argv(
+        self, user: str, name: str, jobs: Sequence[QueuedJob]
+    ) -> list[str]:
+        # Slurm selects by name and user itself: jobs queued after the listing
+        # are cancelled too
+        return ["scancel", f"--user={user}", f"--name={name}"]
 
 
 def parse_squeue(stdout: str) -> dict[str, JobStatus]:

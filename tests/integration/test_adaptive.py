@@ -153,7 +153,7 @@ def test_pending_jobs_show_the_queues_reason_and_close_cancels_them(
     new_jobs: NewJobs, caplog: pytest.LogCaptureFixture
 ) -> None:
     # the "down" partition never starts jobs: they stay pending, with a reason
-    caplog.set_level(logging.WARNING, logger="hpcdask.adaptive")
+    caplog.set_level(logging.WARNING, logger="hpcdask.jobs")
     with (
         dask.config.set({"hpcdask.adaptive.pending-report-after": "2s"}),
         SLURMCluster(cores=1, memory="1GB", queue="down") as cluster,

@@ -27,10 +27,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hpcdask.cli import cancel_argv, check_job_name
-from hpcdask.config import JobOptions, resolve_job_options
+from hpcdask.cli import check_job_name
+from hpcdask.config import resolve_job_options
 from hpcdask.errors import InvalidOptionError
 from hpcdask.mpi.script import render_mpi_job_script
+from hpcdask.options import JobOptions
 from hpcdask.script import render_job_script
 from hpcdask.security import placeholder_security_args
 from hpcdask.systems.base import BatchSystem
@@ -643,7 +644,8 @@ def refused_or_any(fields: Sequence[str], make: Callable[[], Any]) -> Any:
 @given(value=hostile)
 def test_cancel_by_name(value: str) -> None:
     argv = refused_or(
-        "name", lambda: cancel_argv("slurm", "u", check_job_name(value), [])
+        "name",
+        lambda: Slurm().cancel_by_name_argv("u", check_job_name(value), []),
     )
     if argv is not None:
         assert argv == ["scancel", "--user=u", f"--name={value}"]

@@ -12,9 +12,13 @@ import pytest
 import yaml
 
 from hpcdask import cli
-from hpcdask.config import DEFAULTS, resolve_job_options
-from hpcdask.models import JobState
+from hpcdask.config import default_config_path, render_config, resolve_job_options
+from hpcdask.errors import BatchCommandError, CommandError
+from hpcdask.models import JobState, QueuedJob
+from hpcdask.options import DEFAULTS, OPTION_HELP
 from hpcdask.runner import Completed, FakeRunner
+from hpcdask.systems import queue_system
+from hpcdask.systems.base import CommandBackend
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 NOW = 1_800_000_000.0
@@ -188,19 +192,33 @@ def named(fixture: str, name: str) -> str:
     return "".join(f"{line}|{name}\n" for line in text.splitlines())
 
 
-def test_slurm_listing_argv_and_parse() -> None:
-    assert cli.list_argv("slurm", "ana", ["dask-worker", "gpu-worker"]) == [
+def backend(system: str, runner: FakeRunner) -> CommandBackend:
+    return CommandBackend(queue_system(system), runner)
+
+
+async def listing(
+    system: str, stdout: str, user: str, names: list[str]
+) -> list[QueuedJob]:
+    """The user's live jobs named ``names`` found in saved listing output."""
+    program = queue_system(system).list_argv(user, names)[0]
+    return await backend(system, FakeRunner({program: [ok(stdout)]})).list_jobs(
+        user, names
+    )
+
+
+async def test_slurm_listing_argv_and_parse() -> None:
+    assert queue_system("slurm").list_argv("ana", ["dask-worker", "gpu-worker"]) == [
         "squeue",
         "--noheader",
         "--user=ana",
         "--format=%i|%T|%r|%N|%V|%S|%e|%l|%L|%j",
         "--name=dask-worker,gpu-worker",
     ]
-    assert "--name" not in " ".join(cli.list_argv("slurm", "ana", None))
+    assert "--name" not in " ".join(queue_system("slurm").list_argv("ana", None))
     stdout = named("squeue_running.txt", "dask-worker") + named(
         "squeue_array_pending.txt", "gpu-worker"
     )
-    jobs = cli.parse_listing("slurm", stdout, "ana", ["dask-worker", "gpu-worker"])
+    jobs = await listing("slurm", stdout, "ana", ["dask-worker", "gpu-worker"])
     assert [(j.job_id, j.name, j.status.state) for j in jobs][:2] == [
         ("93", "dask-worker", JobState.RUNNING),
         ("97_0", "gpu-worker", JobState.PENDING),
@@ -210,10 +228,10 @@ def test_slurm_listing_argv_and_parse() -> None:
     assert [j.job_id for j in pending] == ["97_0", "97_1", "97_2", "97_3"]
     assert {j.status.reason for j in pending} == {"PartitionDown"}
     # only the names asked for
-    assert cli.parse_listing("slurm", stdout, "ana", ["gpu-worker"]) == pending
+    assert await listing("slurm", stdout, "ana", ["gpu-worker"]) == pending
 
 
-def test_pbs_listing_keeps_the_users_live_jobs_with_that_name() -> None:
+async def test_pbs_listing_keeps_the_users_live_jobs_with_that_name() -> None:
     stdout = "\n".join(
         (FIXTURES / "pbs" / f).read_text()
         for f in (
@@ -222,23 +240,23 @@ def test_pbs_listing_keeps_the_users_live_jobs_with_that_name() -> None:
             "qstat_f_pbspro.txt",  # alice's
         )
     )
-    assert cli.list_argv("pbs", "root", ["hx-pbs-dir"]) == ["qstat", "-f"]
-    jobs = cli.parse_listing("pbs", stdout, "root", ["hx-pbs-dir"])
+    assert queue_system("pbs").list_argv("root", ["hx-pbs-dir"]) == ["qstat", "-f"]
+    jobs = await listing("pbs", stdout, "root", ["hx-pbs-dir"])
     assert [(j.job_id, j.status.state) for j in jobs] == [
         ("107", JobState.RUNNING),
         ("108", JobState.RUNNING),
         ("105", JobState.RUNNING),
     ]
-    alice = cli.parse_listing("pbs", stdout, "alice", ["dask-worker"])
+    alice = await listing("pbs", stdout, "alice", ["dask-worker"])
     assert [j.job_id for j in alice] == ["4821.pbs01", "4822.pbs01"]
-    assert cli.parse_listing("pbs", stdout, "alice", ["other"]) == []
+    assert await listing("pbs", stdout, "alice", ["other"]) == []
 
 
 async def test_slurm_cancel_is_one_scancel_by_name_and_user() -> None:
     runner = FakeRunner(
         {"squeue": [ok(named("squeue_array_running.txt", "run7"))], "scancel": [ok()]}
     )
-    jobs = await cli.cancel_jobs(runner, "slurm", "ana", "run7")
+    jobs = await backend("slurm", runner).cancel_by_name("ana", "run7")
     assert [j.job_id for j in jobs] == ["98_2", "98_3", "98_1", "98_0"]
     assert [c for c in runner.calls if c[0] == "scancel"] == [
         ("scancel", "--user=ana", "--name=run7")
@@ -253,15 +271,15 @@ async def test_pbs_cancel_is_one_qdel_of_the_ids_found() -> None:
             "qdel": [ok()],
         }
     )
-    await cli.cancel_jobs(runner, "pbs", "root", "hx-pbs-dir")
+    await backend("pbs", runner).cancel_by_name("root", "hx-pbs-dir")
     assert runner.calls[1:] == [("qdel", "107", "108", "105")]
 
 
 async def test_nothing_to_cancel_or_dry_run_runs_no_cancel() -> None:
     runner = FakeRunner({"squeue": [ok("")]})
-    assert await cli.cancel_jobs(runner, "slurm", "ana", "x") == []
+    assert await backend("slurm", runner).cancel_by_name("ana", "x") == []
     runner = FakeRunner({"squeue": [ok(named("squeue_array_running.txt", "x"))]})
-    jobs = await cli.cancel_jobs(runner, "slurm", "ana", "x", dry_run=True)
+    jobs = await backend("slurm", runner).cancel_by_name("ana", "x", dry_run=True)
     assert len(jobs) == 4
     assert [c[0] for c in runner.calls] == ["squeue"]
 
@@ -279,13 +297,13 @@ async def test_a_failing_queue_command_is_an_error() -> None:
             ]
         }
     )
-    with pytest.raises(cli.CommandError, match="squeue failed: slurm_load_jobs error"):
-        await cli.list_jobs(runner, "slurm", "ana", ["x"])
+    with pytest.raises(BatchCommandError, match="squeue failed: slurm_load_jobs error"):
+        await backend("slurm", runner).list_jobs("ana", ["x"])
 
 
-def test_render_jobs() -> None:
+async def test_render_jobs() -> None:
     stdout = named("squeue_running.txt", "w") + named("squeue_pending.txt", "w")
-    jobs = cli.parse_listing("slurm", stdout, "ana", ["w"])
+    jobs = await listing("slurm", stdout, "ana", ["w"])
     start = jobs[0].status.start_time
     assert start is not None
     lines = cli.render_jobs(jobs, now=start + 60).splitlines()
@@ -310,10 +328,10 @@ def test_jobs_lists_the_default_and_profile_job_names() -> None:
 
 def test_detect_system(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
-    with pytest.raises(cli.CommandError, match="no batch system found"):
+    with pytest.raises(CommandError, match="no batch system found"):
         cli.detect_system(None)
     assert cli.detect_system("pbs") == "pbs"
-    with pytest.raises(cli.CommandError, match="has no queue"):
+    with pytest.raises(CommandError, match="has no queue"):
         cli.detect_system("local", queue_only=True)
 
 
@@ -321,8 +339,8 @@ def test_detect_system(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_every_option_has_help_in_the_config_file() -> None:
-    assert set(cli.OPTION_HELP) == set(DEFAULTS)
-    text = cli.render_config()
+    assert set(OPTION_HELP) == set(DEFAULTS)
+    text = render_config()
     for option in DEFAULTS:
         assert f"#     {option.replace('_', '-')}: " in text
 
@@ -345,8 +363,8 @@ def test_config_file_as_written_hides_no_site_setting(tmp_path: Path) -> None:
     (site / "site.yaml").write_text(
         "hpcdask:\n  slurm:\n    queue: site-queue\n  profiles:\n    p: {cores: 1}\n"
     )
-    (user / "hpcdask.yaml").write_text(cli.render_config())
-    assert yaml.safe_load(cli.render_config()) is None
+    (user / "hpcdask.yaml").write_text(render_config())
+    assert yaml.safe_load(render_config()) is None
     merged = dask.config.collect([str(site), str(user)], env={})
     assert merged == {
         "hpcdask": {"slurm": {"queue": "site-queue"}, "profiles": {"p": {"cores": 1}}}
@@ -354,7 +372,7 @@ def test_config_file_as_written_hides_no_site_setting(tmp_path: Path) -> None:
 
 
 def test_config_file_uncommented_is_every_default() -> None:
-    loaded = yaml.safe_load(uncomment(cli.render_config()))
+    loaded = yaml.safe_load(uncomment(render_config()))
     assert loaded["hpcdask"]["poll-interval"] == "5s"
     assert loaded["hpcdask"]["security"] is True
     for system in ("slurm", "pbs", "local"):
@@ -367,7 +385,7 @@ def test_config_file_uncommented_is_every_default() -> None:
 
 def test_config_file_one_uncommented_option_is_set() -> None:
     wanted = ("# hpcdask:", "#   slurm:", "#     queue: ")
-    text = uncomment(cli.render_config(), lambda line: line.startswith(wanted))
+    text = uncomment(render_config(), lambda line: line.startswith(wanted))
     loaded = yaml.safe_load(text)
     assert loaded == {"hpcdask": {"slurm": {"queue": None}}}
     text = text.replace("queue: null", "queue: regular")
@@ -380,19 +398,19 @@ def test_config_writes_the_file_and_refuses_to_overwrite(tmp_path: Path) -> None
     path = tmp_path / "dask" / "hpcdask.yaml"
     code, out, _ = run_cli("config", "--output", str(path))
     assert code == 0 and out == f"wrote {path}\n"
-    assert path.read_text() == cli.render_config()
+    assert path.read_text() == render_config()
     path.write_text("mine")
     code, _, err = run_cli("config", "--output", str(path))
     assert code == 1 and "exists; use --force" in err
     assert path.read_text() == "mine"
     assert run_cli("config", "--output", str(path), "--force")[0] == 0
-    assert path.read_text() == cli.render_config()
+    assert path.read_text() == render_config()
 
 
 def test_config_default_path_follows_dask_config_env(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("DASK_CONFIG", str(tmp_path))
-    assert cli.default_config_path() == str(tmp_path / "hpcdask.yaml")
+    assert default_config_path() == str(tmp_path / "hpcdask.yaml")
     code, out, _ = run_cli("config")
     assert code == 0 and out == f"wrote {tmp_path / 'hpcdask.yaml'}\n"

@@ -7,8 +7,9 @@ import sys
 import dask.config
 import pytest
 
-from hpcdask.config import default_processes, resolve_job_options
+from hpcdask.config import resolve_job_options
 from hpcdask.errors import InvalidOptionError
+from hpcdask.options import default_processes
 
 
 def test_arguments_win_over_config() -> None:

@@ -12,7 +12,7 @@ from hpcdask.cost import (
     measure_usage,
     parse_job_resources,
 )
-from hpcdask.models import JobRecord, JobState
+from hpcdask.models import JobRecord, JobState, JobStatus
 from hpcdask.systems.pbs import PBS
 from hpcdask.systems.slurm import Slurm
 
@@ -25,15 +25,10 @@ def record(
     start: float | None = None,
     end: float | None = None,
 ) -> JobRecord:
-    return JobRecord(
-        name=name,
-        job_id=name.rsplit("-", 1)[-1],
-        state=state,
-        submit_time=T0,
-        start_time=start,
-        end_time=end,
-        time_limit=3600.0,
+    status = JobStatus(
+        state, submit_time=T0, start_time=start, end_time=end, time_limit=3600.0
     )
+    return JobRecord(name=name, job_id=name.rsplit("-", 1)[-1], status=status)
 
 
 def test_pending_job_costs_nothing_running_job_charges_up_to_now() -> None:

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from hpcdask.cost import Usage
-from hpcdask.dashboard import (
+from hpcdask.models import JobState, JobStatus
+from hpcdask.page import (
     SERIES,
     TABLE,
     History,
@@ -18,17 +19,16 @@ from hpcdask.dashboard import (
     summary_html,
     table_columns,
 )
-from hpcdask.models import JobState
-from hpcdask.widget import ClusterView, JobRow
+from hpcdask.view import ClusterView, JobRow
 
 NOW = 1_800_000_000.0
 
 
 def make_view(**kwargs: object) -> ClusterView:
     jobs = (
-        JobRow("7", "w-0", JobState.RUNNING, "", "n1", 2, 120.0, 500.0),
-        JobRow("8", "w-1", JobState.PENDING, "Priority", "", 0, 30.0, None),
-        JobRow("6", "w-9", JobState.CANCELLED, "", "n1", 0, 900.0, 0.0),
+        JobRow("7", "w-0", JobStatus(JobState.RUNNING, node="n1"), 2, 120.0, 500.0),
+        JobRow("8", "w-1", JobStatus(JobState.PENDING, "Priority"), 0, 30.0, None),
+        JobRow("6", "w-9", JobStatus(JobState.CANCELLED, node="n1"), 0, 900.0, 0.0),
     )
     values: dict[str, object] = {
         "now": NOW,

@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 
 from hpcdask import HPCCluster
-from hpcdask.config import DEFAULTS
+from hpcdask.config import AdaptArguments
+from hpcdask.options import DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 FENCE = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 CLUSTERS = {"SLURMCluster", "PBSCluster", "LocalBatchCluster", "HPCCluster"}
 CLUSTER_ARGS = set(inspect.signature(HPCCluster.__init__).parameters) | set(DEFAULTS)
-ADAPT_ARGS = set(inspect.signature(HPCCluster.adapt).parameters)
+ADAPT_ARGS = set(AdaptArguments.__annotations__)
 
 
 def examples() -> list[tuple[str, str]]:

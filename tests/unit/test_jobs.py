@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas
 import pytest
 
 from hpcdask.config import resolve_job_options
 from hpcdask.errors import BatchCommandError, JobSubmissionError
-from hpcdask.jobs import CommandBackend, JobTable
+from hpcdask.jobs import JobTable, failure_of
 from hpcdask.models import JobState
 from hpcdask.runner import Completed, FakeRunner
+from hpcdask.systems.base import CommandBackend
 from hpcdask.systems.pbs import PBS
 from hpcdask.systems.slurm import Slurm
+from hpcdask.view import JobRow, jobs_frame
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -27,6 +30,16 @@ def failed(code: int, stderr: str = "", stdout: str = "") -> Completed:
 
 def squeue_line(job_id: str, state: str, reason: str = "None") -> str:
     return f"{job_id}|{state}|{reason}|vm|2026-11-22T00:00:35|2026-11-22T00:00:36|N/A|10:00|9:00\n"
+
+
+def frame(table: JobTable, now: float = 0.0) -> pandas.DataFrame:
+    """``cluster.jobs()`` of a cluster with this table."""
+    return jobs_frame(
+        [
+            JobRow.of(r.job_id, r.name, table.shown_status(r), now, len(r.workers))
+            for r in table.records.values()
+        ]
+    )
 
 
 def slurm_table(runner: FakeRunner, tmp_path: Path) -> JobTable:
@@ -56,7 +69,7 @@ async def test_submit_poll_and_failed_start(tmp_path: Path) -> None:
     ended = await table.poll()
     assert [r.name for r in ended] == ["w-0"]
     assert a.failed_start and not b.state.is_terminal
-    error = table.failure(a)
+    error = failure_of(a)
     assert "job 41 ended (failed)" in str(error)
     assert "NonZeroExitCode" in str(error)
     assert error.log_tail[-1] == "/no/such/python: No such file or directory"
@@ -83,12 +96,12 @@ async def test_controller_away_keeps_last_known_state(tmp_path: Path) -> None:
     assert record.state is JobState.RUNNING
     assert "Unable to contact" in table.controller_error
     # shown as unknown meanwhile, with the last known state
-    shown = table.frame().iloc[0]
+    shown = frame(table).iloc[0]
     assert (shown["state"], shown["reason"]) == ("unknown", "last known: running")
     runner.responses["squeue"] = [ok(squeue_line("7", "RUNNING"))]
     await table.poll()
     assert table.controller_error == ""
-    assert table.frame().iloc[0]["state"] == "running"
+    assert frame(table).iloc[0]["state"] == "running"
 
 
 async def test_purged_job_is_gone(tmp_path: Path) -> None:
@@ -171,6 +184,6 @@ async def test_workers_map_back_to_jobs(tmp_path: Path) -> None:
     assert table.job_of_worker("somebody-else") is None
     table.note_worker("dask-worker-1", connected=True)
     assert plain.state is JobState.RUNNING and plain.workers_seen == 1
-    frame = table.frame()
-    assert list(frame["job_id"]) == ["1", "2", "3"]
-    assert list(frame["workers"]) == [1, 0, 0]
+    jobs = frame(table)
+    assert list(jobs["job_id"]) == ["1", "2", "3"]
+    assert list(jobs["workers"]) == [1, 0, 0]

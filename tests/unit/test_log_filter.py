@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 
-from hpcdask.cluster import SchedulerNoise
+from hpcdask.noise import SchedulerNoise
 
 
 def record(message: str, *args: object) -> logging.LogRecord:

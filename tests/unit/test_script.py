@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from hpcdask.config import resolve_job_options
-from hpcdask.script import format_memory_limit, render_job_script
+from hpcdask.format import format_memory_limit
+from hpcdask.script import render_job_script
 from hpcdask.systems.local import LocalSystem
 from hpcdask.systems.pbs import PBS
 from hpcdask.systems.slurm import Slurm

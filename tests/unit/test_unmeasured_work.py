@@ -7,7 +7,7 @@ import asyncio
 
 from distributed import Client, Scheduler
 
-from hpcdask.adaptive import unmeasured_tasks
+from hpcdask.probe import unmeasured_tasks
 
 
 def inc(x: int) -> int:

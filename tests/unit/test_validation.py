@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from hpcdask.errors import InvalidOptionError
+from hpcdask.format import format_hms
 from hpcdask.validation import (
     check_identifier,
-    format_walltime,
     name_pattern,
     parse_memory,
     parse_walltime,
@@ -85,9 +85,9 @@ def test_parse_walltime_refuses(text: object) -> None:
         parse_walltime("walltime", text)
 
 
-def test_format_walltime_round_trips() -> None:
+def test_walltimes_round_trip_through_format_hms() -> None:
     for seconds in (60, 1800, 3600, 86400 + 61, 7 * 86400):
-        assert parse_walltime("walltime", format_walltime(seconds)) == seconds
+        assert parse_walltime("walltime", format_hms(seconds)) == seconds
 
 
 @pytest.mark.parametrize(

@@ -4,41 +4,39 @@ from __future__ import annotations
 
 import math
 import re
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from hpcdask.config import resolve_job_options
-from hpcdask.cost import Usage
-from hpcdask.models import JobRecord, JobState
+from hpcdask.cost import Usage, job_resources
+from hpcdask.format import format_bytes, format_duration
+from hpcdask.models import JobRecord, JobState, JobStatus, PolicyParams
 from hpcdask.systems.slurm import Slurm
-from hpcdask.widget import (
-    MAX_JOB_ROWS,
+from hpcdask.view import (
     ClusterView,
     JobRow,
-    cluster_view,
-    format_bytes,
-    format_duration,
+    build_view,
     hpc_page_link,
     proxied_dashboard_link,
-    render_html,
 )
+from hpcdask.widget import MAX_JOB_ROWS, render_html
 
 NOW = 1_800_000_000.0
 
 
-def row(job_id: str, state: JobState, **kwargs: Any) -> JobRow:
+def row(
+    job_id: str, state: JobState, reason: str = "", node: str = "", **kwargs: Any
+) -> JobRow:
     defaults: dict[str, Any] = {
         "name": f"dask-worker-{job_id}",
-        "reason": "",
-        "node": "",
         "workers": 0,
         "age": 60.0,
         "walltime_left": None,
     }
     defaults.update(kwargs)
-    return JobRow(job_id=job_id, state=state, **defaults)
+    status = JobStatus(state, reason=reason, node=node)
+    return JobRow(job_id=job_id, status=status, **defaults)
 
 
 def view(**kwargs: Any) -> ClusterView:
@@ -155,39 +153,31 @@ def test_repr_without_jobs_or_running_jobs() -> None:
     assert "0 running, 0 pending, 0 failed" in text
 
 
-def test_cluster_view_copies_the_cluster_state() -> None:
+def test_build_view_copies_the_cluster_state() -> None:
     opts = resolve_job_options("slurm", cores=2, memory="4GB", queue="debug")
-    records = {
-        "w-0": JobRecord(
-            name="w-0",
-            job_id="5",
-            state=JobState.RUNNING,
-            submit_time=NOW - 600,
-            start_time=NOW - 540,
-            time_limit=1800.0,
-            workers={"w-0-0", "w-0-1"},
-        ),
-        "w-1": JobRecord(
-            name="w-1", job_id="6", state=JobState.PENDING, reason="Resources"
-        ),
-    }
-    cluster = SimpleNamespace(
-        job_options=opts,
-        table=SimpleNamespace(records=records, controller_error=""),
-        backend=SimpleNamespace(system=Slurm()),
-        scheduler_info={
-            "workers": {
-                "tcp://a:1": {"nthreads": 1, "memory_limit": 2 * 10**9},
-                "tcp://a:2": {"nthreads": 1, "memory_limit": 2 * 10**9},
-            }
-        },
-        plan={"w-0-0", "w-0-1", "w-1-0", "w-1-1"},
-        _adaptive=SimpleNamespace(minimum=0, maximum=8),
-        dashboard_link="http://h:1/status",
-        failures=[],
-        name="w",
+    running = JobStatus(
+        JobState.RUNNING,
+        submit_time=NOW - 600,
+        start_time=NOW - 540,
+        time_limit=1800.0,
     )
-    v = cluster_view(cluster, now=NOW)  # type: ignore[arg-type]
+    records = [
+        JobRecord("w-0", "5", running, workers={"w-0-0", "w-0-1"}),
+        JobRecord("w-1", "6", JobStatus(JobState.PENDING, reason="Resources")),
+    ]
+    worker = {"nthreads": 1, "memory_limit": 2 * 10**9}
+    v = build_view(
+        now=NOW,
+        cluster_type="SLURMCluster",
+        name="w",
+        opts=opts,
+        records=records,
+        workers=[worker, worker],
+        planned=4,
+        adaptive=PolicyParams(minimum_jobs=0, maximum_jobs=4, workers_per_job=2),
+        resources=job_resources(opts, Slurm()),
+        dashboard_link="http://h:1/status",
+    )
     assert (v.running, v.pending, v.failed) == (1, 1, 0)
     assert (v.workers_connected, v.threads_connected) == (2, 2)
     assert v.memory_connected == 4 * 10**9
@@ -199,7 +189,7 @@ def test_cluster_view_copies_the_cluster_state() -> None:
     assert v.oldest_running.walltime_left == pytest.approx(1800 - 540)
     assert v.jobs[0].workers == 2 and v.jobs[0].age == pytest.approx(600)
     # a later change of the cluster does not change the view
-    records["w-1"].state = JobState.RUNNING
+    records[1].status = running
     assert v.pending == 1
 
 
@@ -236,7 +226,7 @@ def test_cluster_dashboard_link_reads_distributed_config(
 ) -> None:
     import dask.config
 
-    from hpcdask.widget import dashboard_link_for
+    from hpcdask.view import dashboard_link_for
 
     monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/bo/")
     assert dashboard_link_for("h", 1234) == "/user/bo/proxy/1234/status"

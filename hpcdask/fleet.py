@@ -1,0 +1,254 @@
+"""The fleet: which jobs a cluster wants, and making the queue agree.
+
+:class:`Fleet` is the one writer of the wanted job set (what distributed's
+``SpecCluster`` calls ``worker_spec``: job name -> spec) and of the set of jobs
+on their way out. Everything that changes them — ``scale()``, ``scale_down()``,
+a job that ended, an adaptive :class:`~hpcdask.models.ScaleDecision` — is a
+method here; :meth:`Fleet.sync` then submits and cancels through the job table
+until the queue holds the wanted jobs. A scale-up is one submission (a job array
+where the system has them); jobs that go have their workers retired first (data
+handed over), then are cancelled with one command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Generator, Iterable
+from typing import Protocol
+
+from distributed.core import Status
+
+from hpcdask.jobs import JobTable, wait_until_ended
+from hpcdask.models import JobRecord, ScaleDecision
+
+__all__ = ["BatchJob", "Fleet", "JobSpec", "SchedulerActions"]
+
+#: what SpecCluster holds for one wanted job: its handle class, and the
+#: suffixes of its workers' names when it runs several
+JobSpec = dict[str, object]
+
+logger = logging.getLogger(__name__)
+
+
+class BatchJob:
+    """SpecCluster's handle on one batch job (what it holds for each entry of its
+    ``workers``); the job table does the queue I/O."""
+
+    def __init__(self, record: JobRecord) -> None:
+        self.record = record
+        self.name = record.name
+        self.status = Status.running
+
+    def __await__(self) -> Generator[None, None, BatchJob]:
+        # submitted is started, as far as SpecCluster's ``await cluster`` goes
+        yield from asyncio.sleep(0).__await__()
+        return self
+
+    async def close(self) -> None:
+        """Forget the job (the job table cancels it)."""
+        self.status = Status.closed
+
+    def __repr__(self) -> str:
+        record = self.record
+        return f"<BatchJob {self.name} job_id={record.job_id} {record.state.value}>"
+
+
+class SchedulerActions(Protocol):
+    """What the fleet asks of the scheduler."""
+
+    async def retire(self, worker_names: list[str]) -> None:
+        """Retire these workers, their data handed over to others."""
+        ...
+
+    def drain(self, job_names: Iterable[str]) -> None:
+        """Give no new task to the workers of these jobs."""
+        ...
+
+
+class Fleet:
+    """The wanted jobs of one cluster and the handles of those submitted.
+
+    Parameters
+    ----------
+    table
+        the cluster's job table (all queue I/O).
+    render
+        the job script for a list of job names (an array script for several).
+    name
+        the prefix of job names: jobs are ``name-0``, ``name-1``, ...
+    processes
+        worker processes per job (their workers are ``JOB-0``, ``JOB-1``...).
+    scheduler
+        what the fleet asks of the scheduler (retire, drain).
+    """
+
+    def __init__(
+        self,
+        table: JobTable,
+        render: Callable[[list[str]], str],
+        name: str,
+        processes: int,
+        scheduler: SchedulerActions,
+    ) -> None:
+        self.table = table
+        self.render = render
+        self.name = name
+        self.scheduler = scheduler
+        #: job name -> spec: the jobs the cluster wants (SpecCluster's worker_spec)
+        self.wanted: dict[str, JobSpec] = {}
+        #: job name -> handle of a submitted job (SpecCluster's workers)
+        self.handles: dict[str, BatchJob] = {}
+        #: jobs being retired or cancelled, no longer wanted
+        self.leaving: set[str] = set()
+        #: replace a job that ended while wanted (off while adapting: the
+        #: policy decides)
+        self.replace_ended = True
+        self.closing = False
+        self._spec: JobSpec = {"cls": BatchJob, "options": {}}
+        if processes > 1:
+            self._spec["group"] = [f"-{i}" for i in range(processes)]
+        self._counter = 0
+        self._lock = asyncio.Lock()
+        self._sync_waiting: asyncio.Future[None] | None = None
+
+    # -- the wanted set --------------------------------------------------------
+
+    def next_name(self) -> str:
+        """The next job name never used by this cluster (names are not reused:
+        a replacement's workers must not collide with a dying job's)."""
+        while (name := f"{self.name}-{self._counter}") in self.wanted or (
+            name in self.table.records
+        ):
+            self._counter += 1
+        return name
+
+    def _add(self) -> None:
+        self.wanted[self.next_name()] = self._spec
+        self._counter += 1
+
+    def set_target(self, jobs: int) -> None:
+        """Want ``jobs`` jobs. On the way down, jobs without connected workers go
+        first (newest first), then the newest running ones."""
+        names = list(self.wanted)
+        if len(names) > jobs:
+
+            def has_workers(name: str) -> bool:
+                record = self.table.records.get(name)
+                return bool(record and record.workers)
+
+            order = [n for n in reversed(names) if not has_workers(n)]
+            order += [n for n in reversed(names) if has_workers(n)]
+            for name in order[: len(names) - jobs]:
+                del self.wanted[name]
+        if not self.closing:
+            while len(self.wanted) < jobs:
+                self._add()
+
+    def remove_jobs_of(self, worker_names: Iterable[str]) -> None:
+        """Stop wanting the jobs that run these workers (whole jobs only)."""
+        for worker in worker_names:
+            record = self.table.job_of_worker(worker)
+            self.wanted.pop(record.name if record else worker, None)
+
+    def job_ended(self, record: JobRecord) -> None:
+        """A job the queue reports ended: drop it, and replace it if it was
+        still wanted (not a failed start, not while adapting, not cancelled)."""
+        if record.cancel_requested:
+            return
+        job = self.handles.pop(record.name, None)
+        if job is not None:
+            job.status = Status.closed
+        if record.failed_start or not self.replace_ended:
+            self.wanted.pop(record.name, None)
+            return
+        if record.name in self.wanted and not self.closing:
+            status = record.status
+            logger.warning(
+                "job %s (%s) ended: %s%s; submitting a replacement",
+                record.job_id,
+                record.name,
+                status.state.value,
+                f" ({status.reason})" if status.reason else "",
+            )
+            del self.wanted[record.name]
+            self._add()
+            self.sync()
+
+    async def apply(self, decision: ScaleDecision) -> None:
+        """Follow an adaptive decision: one submission for all new jobs, one
+        cancel command for all jobs that go."""
+        if decision.drain:
+            self.scheduler.drain(decision.drain)
+        for name in (*decision.cancel, *decision.retire):
+            if self.wanted.pop(name, None) is not None:
+                self.leaving.add(name)
+        for _ in range(decision.submit):
+            self._add()
+        try:
+            await self.sync()
+        finally:
+            self.leaving.difference_update(
+                [name for name in self.leaving if name not in self.handles]
+            )
+
+    # -- making the queue agree ------------------------------------------------
+
+    def sync(self) -> asyncio.Future[None]:
+        """Submit and cancel until the queue holds the wanted jobs; calls made
+        while one is waiting share it."""
+        if self._sync_waiting is None:
+            self._sync_waiting = asyncio.ensure_future(self._sync())
+        return self._sync_waiting
+
+    async def _sync(self) -> None:
+        async with self._lock:
+            self._sync_waiting = None
+            # submit first: new jobs queue while old ones hand their data over
+            to_open = [n for n in self.wanted if n not in self.handles]
+            to_close = [n for n in self.handles if n not in self.wanted]
+            try:
+                if to_open:
+                    await self._start(to_open)
+            finally:
+                if to_close:
+                    await self._stop(to_close)
+
+    async def _start(self, names: list[str]) -> None:
+        """Submit jobs for ``names``: one job array where the system has them."""
+        if self.table.backend.system.supports_arrays and len(names) > 1:
+            batches = [names]
+        else:
+            batches = [[name] for name in names]
+        results = await asyncio.gather(
+            *(self.table.submit(batch, self.render(batch)) for batch in batches),
+            return_exceptions=True,
+        )
+        errors: list[BaseException] = []
+        for batch, result in zip(batches, results, strict=True):
+            if isinstance(result, BaseException):
+                for name in batch:
+                    self.wanted.pop(name, None)
+                errors.append(result)
+                continue
+            for record in result:
+                self.handles[record.name] = BatchJob(record)
+            ids = ", ".join(r.job_id for r in result)
+            logger.info("submitted %d job(s): %s", len(result), ids)
+        if errors:
+            raise errors[0]
+
+    async def _stop(self, names: list[str]) -> None:
+        records = [self.table.records[n] for n in names if n in self.table.records]
+        if not self.closing:
+            # hand the workers' data over before their jobs go
+            worker_names = [w for r in records for w in r.workers]
+            if worker_names:
+                await self.scheduler.retire(worker_names)
+        await self.table.cancel(records)
+        for name in names:
+            job = self.handles.pop(name, None)
+            if job is not None:
+                await job.close()
+        if self.closing:
+            await wait_until_ended(self.table, records, timeout=15)
