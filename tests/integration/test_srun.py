@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -36,10 +36,15 @@ class SlurmSite:
 
     partition: str
     nodes: int
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str]
 
     def environ(self) -> dict[str, str]:
-        return {**mpi_env(), **self.env}
+        """The commands' environment; jobs inherit it: hpcdask from this
+        checkout, and mpirun allowed as root."""
+        allowed = mpi_env()
+        env = {**self.env, "PYTHONPATH": allowed["PYTHONPATH"]}
+        env.update((k, v) for k, v in allowed.items() if k.startswith("OMPI_"))
+        return env
 
     def run(self, *argv: str, check: bool = True) -> str:
         done = subprocess.run(
@@ -61,8 +66,9 @@ class SlurmSite:
         raise KeyError(name)
 
 
-#: the Slurms these tests run on; the multi-node site adds its entry here
-SITES = {"local": SlurmSite(partition="debug", nodes=1)}
+#: the Slurms these tests run on: the one-node Slurm of ci/slurm-up.sh, and the
+#: four nodes of ci/multinode-up.sh (each task of a 4-task job on its own node)
+SITES = ("local", "multinode")
 
 RANKS = 4
 
@@ -72,9 +78,13 @@ _SRUN_NOTICE = re.compile(
 )
 
 
-@pytest.fixture(params=sorted(SITES))
-def site(request: pytest.FixtureRequest, slurm: None) -> SlurmSite:
-    return SITES[request.param]
+@pytest.fixture(params=SITES)
+def site(request: pytest.FixtureRequest) -> SlurmSite:
+    if request.param == "local":
+        request.getfixturevalue("slurm")
+        return SlurmSite(partition="debug", nodes=1, env=dict(os.environ))
+    multinode = request.getfixturevalue("multinode")
+    return SlurmSite(multinode.partition, len(multinode.nodes), dict(multinode.env))
 
 
 @dataclass
@@ -101,17 +111,24 @@ def jobs(site: SlurmSite) -> Iterator[list[str]]:
 
 
 def submit(site: SlurmSite, jobs: list[str], script: Path, cwd: Path) -> str:
-    """Submit ``script`` from ``cwd``; its id."""
-    out = subprocess.run(
-        ["sbatch", "--parsable", str(script)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-        env=site.environ(),
-        cwd=cwd,
-    ).stdout
-    job_id = out.strip().split(";")[0]
+    """Submit ``script`` from ``cwd``; its id. A controller that does not
+    answer (the shared Slurm restarting) is asked again for up to 30 s."""
+    deadline = time.monotonic() + 30
+    while True:
+        done = subprocess.run(
+            ["sbatch", "--parsable", str(script)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=site.environ(),
+            cwd=cwd,
+        )
+        unreachable = "Unable to contact slurm controller" in done.stderr
+        if done.returncode == 0 or not unreachable or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert done.returncode == 0, f"sbatch failed: {done.stderr}"
+    job_id = done.stdout.strip().split(";")[0]
     jobs.append(job_id)
     return job_id
 
@@ -248,7 +265,10 @@ def test_srun_too_few_tasks_is_a_clear_error(
     site: SlurmSite, jobs: list[str], tmp_path: Path
 ) -> None:
     write(tmp_path / "analysis.py", "print('should not run')\n")
-    command = f"srun -n 2 {sys.executable} -m hpcdask.mpi.srun run analysis.py"
+    nodes = min(2, site.nodes)  # two tasks the allocation can hold
+    command = (
+        f"srun -N {nodes} -n 2 {sys.executable} -m hpcdask.mpi.srun run analysis.py"
+    )
     script = srun_batch_script(site, tmp_path, command)
     job_id = submit(site, jobs, script, tmp_path)
     wait_until_ended(site, job_id, timeout=60)
