@@ -8,13 +8,14 @@ plane uses no MPI at all. A task's rank and the number of tasks come from
 The scheduler's rank is the hub. It writes a rendezvous file (the scheduler's
 address, its control server's address, a random token; mode 0600) into a
 directory every node sees, named after the job and step. Every other rank reads
-it and connects to the hub's control server (TCP, one JSON message a line); the
-shutdown's messages (:class:`~hpcdask.mpi.roles.Tag`) then go over these
-connections, handled by a thread of their own, so a busy event loop delays
-nothing. A connection that drops before the hub sent that rank its EXIT means
-the rank is gone: the hub sends every rank ABORT and each exits with code 1; a
-rank that loses the hub before its EXIT exits with code 1 too. So the failure
-of any rank ends the step, as ``MPI_Abort`` ends an MPI job.
+it and connects to the hub's control server (TCP, one JSON message a line);
+once all have, the hub removes the file. The shutdown's messages
+(:class:`~hpcdask.mpi.roles.Tag`) then go over these connections, handled by a
+thread of their own, so a busy event loop delays nothing. A connection that
+drops before the hub sent that rank its EXIT means the rank is gone: the hub
+sends every rank ABORT and each exits with code 1; a rank that loses the hub
+before its EXIT exits with code 1 too. So the failure of any rank ends the
+step, as ``MPI_Abort`` ends an MPI job.
 """
 
 from __future__ import annotations
@@ -168,6 +169,9 @@ class SrunControl:
             {"scheduler": address, "control": [host, port], "token": self._token}
         )
         missing = self._call(self._wait_for_ranks(), self.timeout + 1)
+        # every rank has read it: nothing is left behind if this one is killed
+        with contextlib.suppress(OSError):
+            self.path.unlink()
         if missing:
             logger.error(
                 "rank(s) %s did not connect within %gs (see %s); ending the job step",

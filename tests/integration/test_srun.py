@@ -157,6 +157,7 @@ def srun_batch_script(site: SlurmSite, tmp_path: Path, command: str) -> Path:
         #SBATCH -N {site.nodes}
         #SBATCH -n {RANKS}
         #SBATCH -t 5
+        #SBATCH --no-requeue
         #SBATCH -o {tmp_path}/out-%j.txt
         #SBATCH -e {tmp_path}/err-%j.txt
         {command}
@@ -355,6 +356,8 @@ def test_a_clusters_mpi_job_script_runs_on_the_site(
         job_name="hpcdask-mpi-test",
         log_directory=str(log_directory),
         nanny=False,
+        # a node lost on the shared site ends the job instead of running it again
+        job_extra_directives=["--no-requeue"],
     ) as cluster:
         text = cluster.mpi_job_script(
             str(script),
