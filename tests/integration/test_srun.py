@@ -26,6 +26,7 @@ import pytest
 from distributed import Client
 
 from hpcdask import SLURMCluster
+from tests.integration.conftest import MultiNode
 from tests.integration.test_mpi import mpi_env, noise, write
 
 
@@ -83,8 +84,31 @@ def site(request: pytest.FixtureRequest) -> SlurmSite:
     if request.param == "local":
         request.getfixturevalue("slurm")
         return SlurmSite(partition="debug", nodes=1, env=dict(os.environ))
-    multinode = request.getfixturevalue("multinode")
+    multinode = request.getfixturevalue("steady_multinode")
     return SlurmSite(multinode.partition, len(multinode.nodes), dict(multinode.env))
+
+
+#: seconds every node of the multi-node site must stay up before these tests use
+#: it: a node back from the site's own fault tests may drop out once more
+STEADY = 15.0
+
+
+@pytest.fixture(scope="module")
+def steady_multinode(multinode: MultiNode) -> MultiNode:
+    """The multi-node site once all its nodes have been up for STEADY seconds."""
+    deadline = time.monotonic() + 120
+    up_since = None
+    while True:
+        states = multinode.node_states()
+        if all(s in ("idle", "mixed", "allocated") for s in states.values()):
+            up_since = up_since or time.monotonic()
+            if time.monotonic() - up_since >= STEADY:
+                return multinode
+        else:
+            up_since = None
+        if time.monotonic() > deadline:
+            pytest.fail(f"the multi-node site's nodes do not stay up: {states}")
+        time.sleep(1)
 
 
 @dataclass
@@ -219,7 +243,9 @@ def test_srun_runs_the_roles_and_exits_with_the_scripts_code(
     job = run_job(
         site, jobs, tmp_path, "run", "--dashboard-address", ":0", "roles.py", str(code)
     )
-    record = json.loads(re.findall(r"RESULT (\{.*\})", job.stdout)[0])
+    results = re.findall(r"RESULT (\{.*\})", job.stdout)
+    assert results, f"no result; exit {job.exit_code}, stderr: {job.stderr}"
+    record = json.loads(results[0])
     assert record["client"][0] == "1"
     assert record["scheduler"][0] == "0"
     assert [rank for rank, _ in record["workers"]] == ["2", "3"]
