@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import os
 import shutil
 import sys
@@ -248,15 +247,12 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def has_mpi() -> bool:
-    return importlib.util.find_spec("hpcdask.mpi_cli") is not None
-
-
 def run_mpi(argv: Sequence[str]) -> int:
-    """``hpcdask mpi ARGS`` is ``hpcdask-mpi ARGS``."""
-    from hpcdask import mpi_cli
+    """``hpcdask mpi ARGS`` is ``hpcdask-mpi ARGS`` (which says so when mpi4py
+    is missing)."""
+    from hpcdask.mpi import cli as mpi_cli
 
-    return int(mpi_cli.main(list(argv)))
+    return mpi_cli.main(list(argv))
 
 
 # -- parsing ---------------------------------------------------------------------
@@ -284,12 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="PATH", help="where to write; - for stdout")
     p.add_argument("--force", action="store_true", help="replace an existing file")
     p.set_defaults(run=cmd_config)
-    if has_mpi():
-        # listed for --help; main() hands its arguments to hpcdask-mpi unparsed
-        commands.add_parser(
-            "mpi", help="run a Dask cluster inside mpirun (as hpcdask-mpi; see "
-            "hpcdask mpi --help)", add_help=False
-        )  # fmt: skip
+    # listed for --help; main() hands its arguments to hpcdask-mpi unparsed
+    commands.add_parser(
+        "mpi", help="run a Dask cluster inside mpirun (as hpcdask-mpi; see "
+        "hpcdask mpi --help)", add_help=False
+    )  # fmt: skip
     return parser
 
 
@@ -355,7 +350,7 @@ def _add_jobs_and_cancel(commands: argparse._SubParsersAction[_Parser]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``hpcdask`` command; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["mpi"] and has_mpi():
+    if argv[:1] == ["mpi"]:
         return run_mpi(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)

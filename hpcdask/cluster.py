@@ -268,9 +268,9 @@ class HPCCluster(JobSpecCluster):
         **options: Any,
     ) -> str:
         """The batch script of a non-interactive MPI run of ``script`` with this
-        cluster's job options; see :func:`hpcdask.mpi_script.render_mpi_job_script`.
+        cluster's job options; see :func:`hpcdask.mpi.script.render_mpi_job_script`.
         """
-        from hpcdask.mpi_script import render_mpi_job_script
+        from hpcdask.mpi.script import render_mpi_job_script
 
         return render_mpi_job_script(
             self.job_options,

@@ -7,8 +7,10 @@
     │   └── JobSubmissionError      the queue refused a job (bad partition, account...)
     ├── JobFailedError              a job ended before its workers connected
     ├── CommandError                the hpcdask command cannot do what was asked
-    └── mpi.MPIClusterError         the MPI launcher failed
-        └── mpi.WorldTooSmallError  too few ranks: 3, or 2 to serve (a ValueError)
+    └── MPIClusterError             the MPI launcher cannot set a cluster up
+        └── WorldTooSmallError      too few ranks for the roles asked (a ValueError)
+
+:mod:`hpcdask.mpi` re-exports the last two.
 
 Bad arguments raise ``ValueError`` (subclass :class:`InvalidOptionError`), named
 after the argument, before anything is submitted.
@@ -71,3 +73,26 @@ class JobFailedError(HPCDaskError):
 class CommandError(HPCDaskError):
     """A problem with what the user asked the ``hpcdask`` command, reported as
     one line."""
+
+
+class MPIClusterError(HPCDaskError):
+    """The MPI cluster cannot be set up as asked."""
+
+
+class WorldTooSmallError(MPIClusterError, ValueError):
+    """The communicator has too few ranks for the roles asked for."""
+
+    def __init__(
+        self,
+        size: int,
+        needed: int,
+        roles: str,
+        unit: str = "MPI ranks",
+        start: str = "mpirun -np",
+    ) -> None:
+        self.size = size
+        self.needed = needed
+        super().__init__(
+            f"hpcdask's launcher needs at least {needed} {unit} ({roles}); "
+            f"this run has {size}: start it with e.g. `{start} {needed} ...`"
+        )

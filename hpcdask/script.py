@@ -97,7 +97,7 @@ def render_job_script(
     if directives:
         lines += [*directives, ""]
     if not system.writes_logs:
-        lines += _log_redirection(opts, system)
+        lines += log_redirection_lines(opts, system)
     if workdir is not None:
         lines.append(f"cd {shell_word('workdir', workdir)} || exit 1")
     exports = {_START_METHOD: opts.worker_start_method} if opts.nanny else {}
@@ -184,7 +184,7 @@ def _array_names(system: BatchSystem, names: Sequence[str]) -> list[str]:
     return [f"HPCDASK_NAMES=({words})", f'HPCDASK_ARRAY_INDEX="{index}"']
 
 
-def _log_redirection(opts: JobOptions, system: BatchSystem) -> list[str]:
+def log_redirection_lines(opts: JobOptions, system: BatchSystem) -> list[str]:
     """Send the script's output to the log files the job table reads.
 
     The job id comes from the first of the system's variables that is set; the

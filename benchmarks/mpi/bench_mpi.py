@@ -47,7 +47,7 @@ LAUNCHERS: dict[str, list[str]] = {
     "hpcdask-mpi run": [
         sys.executable,
         "-m",
-        "hpcdask.mpi_cli",
+        "hpcdask.mpi",
         "run",
         str(WORKLOAD),
         "cli",

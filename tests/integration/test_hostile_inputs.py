@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from hpcdask.cli import check_job_name
 from hpcdask.config import resolve_job_options
 from hpcdask.errors import InvalidOptionError
-from hpcdask.mpi_script import render_mpi_job_script
+from hpcdask.mpi.script import render_mpi_job_script
 from hpcdask.network import PREFLIGHT
 from hpcdask.options import JobOptions
 from hpcdask.script import render_job_script

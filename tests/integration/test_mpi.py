@@ -27,7 +27,7 @@ import pytest
 from distributed import Client
 
 REPO = Path(__file__).resolve().parents[2]
-HPCDASK_MPI = [sys.executable, "-m", "hpcdask.mpi_cli"]
+HPCDASK_MPI = [sys.executable, "-m", "hpcdask.mpi"]
 # a free dashboard port: other tests may hold 8787
 FREE_DASHBOARD = ["--dashboard-address", ":0"]
 
@@ -67,14 +67,20 @@ def mpirun_argv(ranks: int, *argv: str) -> list[str]:
     return ["mpirun", "-q", "--oversubscribe", "-np", str(ranks), *argv]
 
 
-def mpirun(ranks: int, *argv: str, cwd: Path, timeout: float = 120) -> Finished:
+def mpirun(
+    ranks: int,
+    *argv: str,
+    cwd: Path,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
+) -> Finished:
     start = time.monotonic()
     done = subprocess.run(
         mpirun_argv(ranks, *argv),
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=mpi_env(),
+        env={**mpi_env(), **(env or {})},
         cwd=cwd,
     )
     return Finished(done.returncode, done.stdout, done.stderr, time.monotonic() - start)
@@ -164,7 +170,7 @@ COMPUTE = """
 
 def test_importing_the_launcher_does_not_start_mpi() -> None:
     code = (
-        "import sys, hpcdask.mpi, hpcdask.mpi_cli, hpcdask.mpi_script; "
+        "import sys, hpcdask.mpi, hpcdask.mpi.cli, hpcdask.mpi.script; "
         "print('mpi4py.MPI' in sys.modules)"
     )
     out = subprocess.run(

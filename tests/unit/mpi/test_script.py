@@ -9,7 +9,7 @@ import pytest
 
 from hpcdask.config import resolve_job_options
 from hpcdask.errors import InvalidOptionError
-from hpcdask.mpi_script import mpi_launch_argv, render_mpi_job_script
+from hpcdask.mpi.script import mpi_launch_argv, render_mpi_job_script
 from hpcdask.systems.pbs import PBS
 from hpcdask.systems.slurm import Slurm
 
@@ -69,7 +69,7 @@ def test_slurm_script_carries_the_cluster_settings() -> None:
         "4",
         "/opt/py/bin/python",
         "-m",
-        "hpcdask.mpi_cli",
+        "hpcdask.mpi",
         "run",
         "--nthreads",
         "2",
@@ -107,6 +107,8 @@ def test_srun_launcher_and_extra_arguments() -> None:
     )
     argv = command_line(script)
     assert argv[:4] == ["srun", "-n", "8", "--mpi=pmix"]
+    # srun starts hpcdask-srun, which needs no MPI
+    assert argv[4:8] == ["/opt/py/bin/python", "-m", "hpcdask.mpi.srun", "run"]
     assert argv[argv.index("--interface") + 1] == "ib0"
     assert "--no-dashboard" in argv
     assert argv[-1] == "pkg.jobs:main"

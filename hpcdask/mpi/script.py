@@ -4,7 +4,9 @@
 non-interactive run of ``analysis.py`` with the same queue, account, walltime,
 memory, threads per worker, prologue and extra directives as the notebook's
 cluster: one batch job whose ``mpirun`` starts ``hpcdask-mpi run`` on every rank
-(:mod:`hpcdask.mpi_cli`). Pure functions: nothing is written or submitted here.
+(:mod:`hpcdask.mpi.cli`); with ``launcher="srun"``, Slurm's ``srun`` starts
+``hpcdask-srun run``, which needs no MPI (:mod:`hpcdask.mpi.slurm`). Pure
+functions: nothing is written or submitted here.
 """
 
 from __future__ import annotations
@@ -15,15 +17,15 @@ from collections.abc import Sequence
 
 from hpcdask.errors import InvalidOptionError
 from hpcdask.format import format_memory_limit
-from hpcdask.mpi import MIN_RANKS
+from hpcdask.mpi.roles import MIN_RANKS
 from hpcdask.options import JobOptions
-from hpcdask.script import _log_redirection
+from hpcdask.script import log_redirection_lines
 from hpcdask.systems.base import BatchSystem
 from hpcdask.validation import shell_word
 
 __all__ = ["LAUNCHERS", "mpi_launch_argv", "render_mpi_job_script"]
 
-#: MPI launchers the script may use; ``srun`` only under Slurm.
+#: launchers the script may use; ``srun`` (no MPI: ``hpcdask-srun``) only under Slurm.
 LAUNCHERS = ("mpirun", "mpiexec", "srun")
 
 # protocols whose credentials a batch run does not have
@@ -65,8 +67,9 @@ def mpi_launch_argv(
     mpi_args: Sequence[str] = (),
     module: bool = False,
 ) -> list[str]:
-    """The launch command as shell words: ``mpirun -np N python -m hpcdask.mpi_cli
-    run [options] script [args]``, worker settings taken from ``opts``.
+    """The launch command as shell words: ``mpirun -np N python -m hpcdask.mpi
+    run [options] script [args]`` (``srun -n N python -m hpcdask.mpi.srun run
+    ...``), worker settings taken from ``opts``.
 
     ``script`` is a path, or ``package.module:function``, or with ``module=True``
     a module run as ``python -m`` would. ``mpi_args`` are further ``hpcdask-mpi
@@ -77,7 +80,8 @@ def mpi_launch_argv(
     count_flag = "-n" if launcher == "srun" else "-np"
     words = [launcher, count_flag, str(ntasks)]
     words += [shell_word("launcher_args", a) for a in launcher_args]
-    words += [shell_word("python", opts.python), "-m", "hpcdask.mpi_cli", "run"]
+    command = "hpcdask.mpi.srun" if launcher == "srun" else "hpcdask.mpi"
+    words += [shell_word("python", opts.python), "-m", command, "run"]
     words += [
         "--nthreads",
         str(opts.threads_per_worker),
@@ -158,12 +162,10 @@ def render_mpi_job_script(
         MPI ranks in all (default: ``nodes * processes``, at least 3); two of
         them are the scheduler and the client, the others workers.
     launcher, launcher_args
-        ``"mpirun"`` (default), ``"mpiexec"`` or ``"srun"``, and its extra
-        arguments (e.g. ``["--bind-to", "none"]``).
-    mpi_args
-        further ``hpcdask-mpi run`` options.
-    module
-        run ``script`` as a module (``python -m``).
+        ``"mpirun"`` (default), ``"mpiexec"`` or ``"srun"`` (Slurm's tasks,
+        no MPI), and its extra arguments (e.g. ``["--bind-to", "none"]``).
+    mpi_args, module
+        further ``hpcdask-mpi run`` options; run ``script`` as ``python -m``.
 
     Returns
     -------
@@ -190,14 +192,21 @@ def render_mpi_job_script(
         mpi_args=mpi_args,
         module=module,
     )
-    mpi_opts = _mpi_options(opts, system, nodes, total)
+    return _script_text(opts, system, _mpi_options(opts, system, nodes, total), command)
+
+
+def _script_text(
+    opts: JobOptions, system: BatchSystem, mpi_opts: JobOptions, command: list[str]
+) -> str:
+    """The job script around ``command``: the cluster's shebang, prologue and
+    epilogue, and the directives of ``mpi_opts`` (one job of many tasks)."""
     single_task = f"{system.directive_prefix} -n 1"
     lines = [opts.shebang, ""]
     directives = [d for d in system.render_directives(mpi_opts) if d != single_task]
     if directives:
         lines += [*directives, ""]
     if not system.writes_logs:
-        lines += _log_redirection(mpi_opts, system)
+        lines += log_redirection_lines(mpi_opts, system)
     lines += opts.job_script_prologue
     lines.append(" ".join(command))
     lines += opts.job_script_epilogue
