@@ -26,7 +26,7 @@ import pytest
 from distributed import Client
 
 from hpcdask import SLURMCluster
-from tests.integration.conftest import MultiNode
+from tests.integration.multinode_site import MultiNode
 from tests.integration.test_mpi import mpi_env, noise, write
 
 
