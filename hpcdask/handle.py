@@ -193,7 +193,9 @@ class ClusterHandle(Cluster):
             self.scheduler_address,
             connection_args=self.security.get_connection_args("client"),
         )
+        name = self.name
         await super()._start()  # type: ignore[no-untyped-call]
+        self.name = name  # not the scheduler's metadata, which may lag behind
         self._view = await self._fetch_view()
         callback = PeriodicCallback(self._refresh_view, repr_interval() * 1000)
         self.periodic_callbacks["hpcdask-view"] = callback
