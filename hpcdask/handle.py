@@ -25,7 +25,6 @@ import contextlib
 import os
 import pickle
 import secrets
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -48,10 +47,9 @@ from hpcdask.jobmode import (
     registry_root,
     resolve_scheduler_job,
 )
-from hpcdask.launch import Launch, launch
+from hpcdask.launch import Launch, launch, wait_for_job_to_end
 from hpcdask.lookup import find_cluster
 from hpcdask.registry import Entry, entry_security
-from hpcdask.systems import queue_backend
 from hpcdask.view import ClusterView, dashboard_link_for, hpc_page_link, jobs_frame
 from hpcdask.widget import cluster_widget, render_html
 
@@ -312,21 +310,8 @@ class ClusterHandle(Cluster):
         with contextlib.suppress(OSError):  # already ending
             await self._call("hpcdask_close")
         await self._close()  # type: ignore[no-untyped-call]
-        await self._wait_for_job_to_end()
-
-    async def _wait_for_job_to_end(self) -> None:
-        entry = self.entry
-        if entry is None or not entry.job_id:
-            return
-        settings = cluster_settings()
-        backend = queue_backend(entry.system, settings.command_timeout)
-        deadline = time.monotonic() + settings.close_timeout + 30
-        while time.monotonic() < deadline:
-            status = (await backend.status([entry.job_id])).get(entry.job_id)
-            if status is None or status.state.is_terminal:
-                return
-            await asyncio.sleep(0.5)
-        await backend.cancel([entry.job_id])  # it did not end by itself
+        if self.entry is not None:
+            await wait_for_job_to_end(self.entry, cluster_settings())
 
     def __del__(self, _warn: Any = None) -> None:
         """Dropping a handle leaves the cluster running (no warning)."""

@@ -36,9 +36,9 @@ from hpcdask.registry import (
     write_spec,
 )
 from hpcdask.script import render_scheduler_script
-from hpcdask.systems import make_backend
+from hpcdask.systems import make_backend, queue_backend
 
-__all__ = ["Launch", "launch"]
+__all__ = ["Launch", "launch", "wait_for_job_to_end"]
 
 logger = logging.getLogger(__name__)
 
@@ -135,3 +135,20 @@ async def _wait_for_scheduler(
                     stderr_tail(stderr),
                 )
         await asyncio.sleep(0.25)
+
+
+async def wait_for_job_to_end(entry: Entry, settings: ClusterSettings) -> None:
+    """Wait until the scheduler job of ``entry`` has left the queue (it cancels
+    its workers' jobs first, within ``close_timeout``); cancel it if it has
+    not by then."""
+    if not entry.job_id:
+        return
+    backend = queue_backend(entry.system, settings.command_timeout)
+    deadline = time.monotonic() + settings.close_timeout + 30
+    while time.monotonic() < deadline:
+        status = (await backend.status([entry.job_id])).get(entry.job_id)
+        if status is None or status.state.is_terminal:
+            return
+        await asyncio.sleep(0.5)
+    logger.warning("scheduler job %s did not end: cancelling it", entry.job_id)
+    await backend.cancel([entry.job_id])

@@ -26,7 +26,7 @@ LAYERS: dict[str, int] = {
     "launch": 5, "address": 5,
     "deploy": 6, "cluster": 6, "handle": 6, "keeper": 6, "discovery": 6,
     "mpi": 6, "mpi_cli": 6, "mpi_script": 6,
-    "cli": 7, "": 8,
+    "cli": 7, "cli_clusters": 7, "": 8,
 }  # fmt: skip
 
 
