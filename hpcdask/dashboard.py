@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 from distributed.diagnostics.plugin import SchedulerPlugin
 from tornado.ioloop import IOLoop, PeriodicCallback
 
-from hpcdask.page import History, HPCPage, sample_of
-from hpcdask.view import HPC_PAGE, ClusterView
+from hpcdask.page import History, HPCPage, JobsPane, sample_of
+from hpcdask.view import HPC_JOBS_PANE, HPC_PAGE, ClusterView
 
 if TYPE_CHECKING:
     from bokeh.document import Document
@@ -106,7 +106,11 @@ class HPCDashboard(SchedulerPlugin):
         if HPC_PAGE not in variables["pages"]:
             variables["pages"].append(HPC_PAGE)
         bokeh_app = BokehApplication(  # type: ignore[no-untyped-call]
-            {f"/{HPC_PAGE}": self.make_document},
+            {
+                f"/{HPC_PAGE}": self.make_document,
+                # JupyterLab's Dask sidebar lists the pages named individual-*
+                f"/{HPC_JOBS_PANE}": self.make_jobs_document,
+            },
             scheduler,
             prefix=self.http_prefix,
             template_variables=variables,
@@ -129,3 +133,15 @@ class HPCDashboard(SchedulerPlugin):
         doc.template_variables.update(extra)
         doc.theme = BOKEH_THEME
         doc.add_periodic_callback(page.update, round(self.interval * 1000))
+
+    def make_jobs_document(
+        self, scheduler: Scheduler, extra: dict[str, Any], doc: Document
+    ) -> None:
+        """One session of the jobs pane (``individual-hpc-jobs``)."""
+        from distributed.dashboard.components.scheduler import BOKEH_THEME
+
+        pane = JobsPane(self.view)
+        doc.title = "Dask: HPC jobs"
+        doc.add_root(pane.root)
+        doc.theme = BOKEH_THEME
+        doc.add_periodic_callback(pane.update, round(self.interval * 1000))
