@@ -65,6 +65,8 @@ class HPCDashboard(SchedulerPlugin):
         self.history = History()
         self._sampler: PeriodicCallback | None = None
         self.page_registered = False
+        with contextlib.suppress(ImportError):  # no bokeh: no dashboard at all
+            register_jobs_pane()
 
     async def start(self, scheduler: Scheduler) -> None:
         with contextlib.suppress(ImportError):  # no bokeh: no dashboard at all
@@ -106,11 +108,7 @@ class HPCDashboard(SchedulerPlugin):
         if HPC_PAGE not in variables["pages"]:
             variables["pages"].append(HPC_PAGE)
         bokeh_app = BokehApplication(  # type: ignore[no-untyped-call]
-            {
-                f"/{HPC_PAGE}": self.make_document,
-                # JupyterLab's Dask sidebar lists the pages named individual-*
-                f"/{HPC_JOBS_PANE}": self.make_jobs_document,
-            },
+            {f"/{HPC_PAGE}": self.make_document},
             scheduler,
             prefix=self.http_prefix,
             template_variables=variables,
@@ -145,3 +143,23 @@ class HPCDashboard(SchedulerPlugin):
         doc.add_root(pane.root)
         doc.theme = BOKEH_THEME
         doc.add_periodic_callback(pane.update, round(self.interval * 1000))
+
+
+def register_jobs_pane() -> None:
+    """Add the jobs pane to the pages of the dashboards schedulers make from
+    now on, beside Dask's own ``individual-*`` pages: JupyterLab's Dask sidebar
+    offers the pages its ``individual-plots.json`` lists, which are those of the
+    dashboard's own Bokeh application (a page added later is not listed)."""
+    from distributed.dashboard import scheduler as dashboard_pages
+
+    dashboard_pages.applications.setdefault(f"/{HPC_JOBS_PANE}", _jobs_pane)
+
+
+def _jobs_pane(scheduler: Scheduler, extra: dict[str, Any], doc: Document) -> None:
+    plugin = scheduler.plugins.get(HPCDashboard.name)
+    if isinstance(plugin, HPCDashboard):
+        plugin.make_jobs_document(scheduler, extra, doc)
+    else:  # a scheduler of no hpcdask cluster in this process
+        from bokeh.models import Div
+
+        doc.add_root(Div(text="<b>No hpcdask cluster on this scheduler.</b>"))

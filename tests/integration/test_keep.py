@@ -18,7 +18,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,10 +33,12 @@ FIGURES: dict[str, float] = {}
 
 
 @pytest.fixture
-def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     root = tmp_path / "registry"
+    # for the processes the test starts, and for this one
     monkeypatch.setenv("DASK_HPCDASK__REGISTRY_DIRECTORY", str(root))
-    return root
+    with dask.config.set({"hpcdask.registry-directory": str(root)}):
+        yield root
 
 
 def run_python(code: str, log_directory: Path, timeout: float = 240) -> dict[str, object]:
