@@ -42,6 +42,7 @@ from hpcdask.config import (
 )
 from hpcdask.cost import Usage
 from hpcdask.errors import InvalidOptionError
+from hpcdask.forward import DashboardForward
 from hpcdask.jobmode import (
     check_cluster_name,
     registry_root,
@@ -133,6 +134,7 @@ class ClusterHandle(Cluster):
         self.entry: Entry | None = None
         self.security: Any = None
         self._view: ClusterView | None = None
+        self._forward: DashboardForward | None = None
         if not self.called_from_running_loop:
             self._loop_runner.start()  # type: ignore[no-untyped-call]
             self._sync(self._start)
@@ -195,6 +197,10 @@ class ClusterHandle(Cluster):
         await super()._start()  # type: ignore[no-untyped-call]
         self.name = name  # not the scheduler's metadata, which may lag behind
         self._view = await self._fetch_view()
+        if self.entry.dashboard:
+            host, _, port = self.entry.dashboard.rpartition(":")
+            self._forward = DashboardForward(host, int(port))
+            await self._forward.start()
         callback = PeriodicCallback(self._refresh_view, repr_interval() * 1000)
         self.periodic_callbacks["hpcdask-view"] = callback
         callback.start()
@@ -309,7 +315,7 @@ class ClusterHandle(Cluster):
     async def _shutdown(self) -> None:
         with contextlib.suppress(OSError):  # already ending
             await self._call("hpcdask_close")
-        await self._close()  # type: ignore[no-untyped-call]
+        await self._close()
         if self.entry is not None:
             await wait_for_job_to_end(self.entry, cluster_settings())
 
@@ -318,13 +324,18 @@ class ClusterHandle(Cluster):
 
     # -- shown ----------------------------------------------------------------------
 
+    async def _close(self) -> None:
+        if self._forward is not None:
+            await self._forward.stop()
+        await super()._close()  # type: ignore[no-untyped-call]
+
     @property
     def dashboard_link(self) -> str:
-        entry = self.entry
-        if entry is None or not entry.dashboard:
+        """The dashboard through a port of this machine's 127.0.0.1 that
+        forwards to the scheduler job's (see :mod:`hpcdask.forward`)."""
+        if self._forward is None or not self._forward.port:
             return ""
-        host, _, port = entry.dashboard.rpartition(":")
-        return dashboard_link_for(host, int(port))
+        return dashboard_link_for("127.0.0.1", self._forward.port)
 
     @property
     def hpc_dashboard_link(self) -> str:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import dask.config
 import pytest
 
 from hpcdask import SLURMCluster
@@ -41,7 +42,9 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         yield root
 
 
-def run_python(code: str, log_directory: Path, timeout: float = 240) -> dict[str, object]:
+def run_python(
+    code: str, log_directory: Path, timeout: float = 240
+) -> dict[str, object]:
     """Run ``code`` in a new Python process (a notebook kernel of its own);
     it prints one JSON line of results last."""
     prelude = f"""
@@ -189,3 +192,48 @@ def test_the_default_cluster_keeps_its_scheduler_here(registry: Path) -> None:
         assert cluster.scheduler is not None  # in this process
         assert cluster.scheduler_address.startswith("tls://")
     assert not registry.exists() or list(registry.iterdir()) == []
+
+
+#: dask-ctl 2024.1.0 imports distributed.cli.utils.install_signal_handlers, which
+#: distributed 2026.8 no longer has: its CLI fails at import. The test gives it
+#: a stand-in that installs nothing, and runs dask-ctl's own `dask cluster list`.
+DASK_CTL = """
+import sys
+import distributed.cli.utils
+distributed.cli.utils.install_signal_handlers = lambda loop=None, cleanup=None: None
+from dask.cli import run_cli
+sys.argv = ["dask", "cluster", "list"]
+run_cli()
+"""
+
+
+def test_dask_ctl_lists_a_running_cluster(
+    registry: Path, log_directory: Path, new_jobs: Callable[[], list[str]]
+) -> None:
+    run_python(
+        """
+        cluster = SLURMCluster(cores=1, memory="1GB", walltime="00:10:00",
+                               scheduler_in="job", cluster_name="keep-ctl",
+                               scheduler_job={"memory": "1GB"})
+        cluster.scale(jobs=1)
+        cluster.wait_for_workers(1, timeout=120)
+        print(json.dumps({}))
+        """,
+        log_directory,
+    )
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", DASK_CTL],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"},
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        (row,) = [line for line in out.stdout.splitlines() if "keep-ctl" in line]
+        assert "hpcdask://keep-ctl" in row
+        assert "hpcdask.handle.ClusterHandle" in row and "hpcdask" in row.split()
+        assert " 1 " in row and "Running" in row  # one worker
+        # and `hpcdask list` shows it too
+        listed = run(str(Path(sys.executable).parent / "hpcdask"), "list")
+        assert "keep-ctl" in listed and "running" in listed
+    finally:
+        SLURMCluster.from_name("keep-ctl").close()
+    assert new_jobs() == []

@@ -81,7 +81,9 @@ async def test_the_sidebar_manager_runs_an_hpcdask_cluster(
         assert listed["dashboard_link"].startswith("http://")
         assert listed["dashboard_link"].endswith("/status")
         # the dashboard offers the jobs pane to the sidebar
-        plots = listed["dashboard_link"].removesuffix("status") + "individual-plots.json"
+        plots = (
+            listed["dashboard_link"].removesuffix("status") + "individual-plots.json"
+        )
         with urllib.request.urlopen(plots, timeout=10) as response:
             panes = json.load(response)
         assert panes["Individual Hpc Jobs"] == "/individual-hpc-jobs"

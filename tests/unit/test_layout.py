@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "hpcdask"
 #: A new module must be placed here (the test fails until it is).
 LAYERS: dict[str, int] = {
     "errors": 0, "models": 0, "format": 0,
-    "validation": 1, "runner": 1, "noise": 1,
+    "validation": 1, "runner": 1, "noise": 1, "forward": 1,
     "options": 2, "config": 2, "configfile": 2, "profiles": 2, "security": 2,
     "jobmode": 2, "registry": 2, "idle": 1,
     "systems": 3, "systems.base": 3, "systems.slurm": 3, "systems.pbs": 3,
