@@ -122,11 +122,14 @@ class HPCCluster(JobSpecCluster):
         asynchronous: bool = False,
         loop: IOLoop | None = None,
         scheduler_in: str | None = None,
+        scheduler_job: dict[str, object] | None = None,
+        cluster_name: str | None = None,
         **job_kwargs: object,
     ) -> None:
-        for key in ("scheduler_job", "cluster_name"):
-            if job_kwargs.pop(key, None) is not None:
-                raise InvalidOptionError(key, "...", 'only with scheduler_in="job"')
+        # scheduler_in="job" made a handle in __new__ instead
+        if scheduler_job is not None or cluster_name is not None:
+            given = "scheduler_job" if scheduler_job is not None else "cluster_name"
+            raise InvalidOptionError(given, "...", 'only with scheduler_in="job"')
         opts = resolve_job_options(system or self.system, **job_kwargs)
         settings = cluster_settings()
         security = resolve_security(security, settings.security)

@@ -70,6 +70,21 @@ class RemoteAdaptive:
         self._handle = handle
         self.minimum = minimum
         self.maximum = maximum
+        self.answer: asyncio.Future[dict[str, int]] | None = None
+
+    @classmethod
+    def pending(
+        cls, handle: ClusterHandle, arguments: Mapping[str, Any], bounds: Any
+    ) -> RemoteAdaptive:
+        """The bounds asked for, until the scheduler job's answer ``bounds``
+        (a coroutine) arrives: JupyterLab's sidebar reads them at once."""
+        minimum, maximum = arguments.get("minimum"), arguments.get("maximum")
+        adaptive = cls(handle, int(minimum or 0), int(maximum or 0))
+        adaptive.answer = asyncio.ensure_future(bounds)
+        adaptive.answer.add_done_callback(
+            lambda f: None if f.exception() else adaptive.update(f.result())
+        )
+        return adaptive
 
     def update(self, bounds: Mapping[str, int]) -> None:
         self.minimum, self.maximum = bounds["minimum"], bounds["maximum"]
@@ -252,19 +267,8 @@ class ClusterHandle(Cluster):
         """As ``HPCCluster.adapt`` (the same arguments), run by the scheduler
         job; returns the bounds in workers."""
         bounds = self._sync(self._call, "hpcdask_adapt", arguments=arguments)
-        if self.asynchronous:
-            # JupyterLab's sidebar calls adapt() in its event loop and reads the
-            # bounds at once: the ones asked for, until the scheduler job answers
-            adaptive = RemoteAdaptive(
-                self,
-                int(arguments.get("minimum") or 0),
-                int(arguments.get("maximum") or 0),
-            )
-            self._pending_adapt = asyncio.ensure_future(bounds)
-            self._pending_adapt.add_done_callback(
-                lambda f: None if f.exception() else adaptive.update(f.result())
-            )
-            return adaptive
+        if self.asynchronous:  # JupyterLab's sidebar, in its event loop
+            return RemoteAdaptive.pending(self, arguments, bounds)
         return RemoteAdaptive(self, bounds["minimum"], bounds["maximum"])
 
     def jobs(self) -> pandas.DataFrame:
@@ -339,7 +343,6 @@ class ClusterHandle(Cluster):
 
     @property
     def hpc_dashboard_link(self) -> str:
-        """The link to the dashboard's hpcdask page."""
         return hpc_page_link(self.dashboard_link)
 
     def _repr_html_(self, cluster_status: object = None) -> str:

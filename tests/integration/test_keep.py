@@ -180,7 +180,7 @@ def test_a_cancelled_scheduler_job_cancels_its_workers(
 
 
 def test_from_name_of_an_unknown_cluster_is_a_clear_error(registry: Path) -> None:
-    with pytest.raises(ValueError, match="nope.*no such cluster"):
+    with pytest.raises(ValueError, match=r"nope.*no such cluster"):
         SLURMCluster.from_name("nope")
     with pytest.raises(ValueError, match="cluster_name"):
         SLURMCluster.from_name("../etc")
