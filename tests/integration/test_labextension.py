@@ -84,8 +84,8 @@ async def test_the_sidebar_manager_runs_an_hpcdask_cluster(
         plots = (
             listed["dashboard_link"].removesuffix("status") + "individual-plots.json"
         )
-        with urllib.request.urlopen(plots, timeout=10) as response:
-            panes = json.load(response)
+        # (through the handle's local forward, served by this event loop)
+        panes = await asyncio.to_thread(_get_json, plots)
         assert panes["Individual Hpc Jobs"] == "/individual-hpc-jobs"
 
         # the code "insert client" writes connects, from a fresh process
@@ -113,3 +113,9 @@ async def test_the_sidebar_manager_runs_an_hpcdask_cluster(
 
 async def _wait_async(predicate: Callable[[], object], timeout: float = 120) -> None:
     await asyncio.to_thread(wait_for, predicate, timeout)
+
+
+def _get_json(url: str) -> dict[str, str]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        data: dict[str, str] = json.load(response)
+    return data
