@@ -17,7 +17,7 @@ fi
 stamp=".venv/.hpcdask-installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip >&2
-    .venv/bin/python -m pip install --quiet -e ".[test,docs,examples]" >&2
+    .venv/bin/python -m pip install --quiet -e ".[test,docs,examples,jupyter]" >&2
     rm -f .venv/.hpcdask-installed-*
     touch "$stamp"
 fi

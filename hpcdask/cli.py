@@ -6,6 +6,7 @@
     hpcdask job-script --profile small   # the script a cluster would submit
     hpcdask jobs [--name NAME]           # your hpcdask jobs in the queue
     hpcdask cancel NAME                  # cancel all queued jobs named NAME
+    hpcdask list                         # your clusters with a scheduler job
     hpcdask config [--output PATH]       # write a commented config file
     hpcdask mpi ...                      # the MPI launcher (hpcdask-mpi)
 
@@ -27,6 +28,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from hpcdask import systems
+from hpcdask.cli_clusters import add_list_command
 from hpcdask.config import resolve_job_options, security_setting
 from hpcdask.configfile import default_config_path, render_config
 from hpcdask.errors import CommandError, HPCDaskError, InvalidOptionError
@@ -271,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_profiles)
     _add_job_script(commands)
     _add_jobs_and_cancel(commands)
+    add_list_command(commands)
     p = commands.add_parser(
         "config",
         help="write a commented default config file",

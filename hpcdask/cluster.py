@@ -30,11 +30,14 @@ from hpcdask.config import (
     adaptive_settings,
     cluster_settings,
     resolve_job_options,
+    scheduler_job_config,
 )
 from hpcdask.cost import Usage
 from hpcdask.dashboard import HPCDashboard
 from hpcdask.deploy import JobSpecCluster
 from hpcdask.errors import InvalidOptionError, JobFailedError
+from hpcdask.handle import ClusterHandle
+from hpcdask.jobmode import resolve_scheduler_in
 from hpcdask.manager import JobManager
 from hpcdask.noise import LOGGERS
 from hpcdask.options import JobOptions
@@ -60,6 +63,7 @@ if TYPE_CHECKING:
 _Cluster = TypeVar("_Cluster", bound="HPCCluster")
 
 __all__ = [
+    "CLUSTER_CLASSES",
     "HPCCluster",
     "LocalBatchCluster",
     "PBSCluster",
@@ -82,6 +86,11 @@ class HPCCluster(JobSpecCluster):
         ``"slurm"``, ``"pbs"``, ``"sge"`` or ``"local"`` (set by the subclasses).
     n_workers
         workers to start with (rounded up to whole jobs).
+    scheduler_in
+        ``"here"`` (default, config ``hpcdask.scheduler-in``): the scheduler
+        runs in this process; ``"job"``: in a batch job of its own that
+        outlives it, and the call returns a :class:`~hpcdask.handle.ClusterHandle`
+        (``scheduler_job`` and ``cluster_name`` then apply: docs/long-lived.md).
     security
         TLS is on by default: ``None`` (config ``hpcdask.security``, default
         true) or ``True`` make a self-signed certificate for this cluster alone;
@@ -97,6 +106,14 @@ class HPCCluster(JobSpecCluster):
 
     system: ClassVar[str] = ""
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> HPCCluster:
+        where = resolve_scheduler_in(
+            kwargs.get("scheduler_in"), scheduler_job_config()[0]
+        )
+        if where == "job":  # not an HPCCluster: a handle on one in a job
+            return ClusterHandle.launching(cls.system, kwargs)  # type: ignore[return-value]
+        return super().__new__(cls)
+
     def __init__(
         self,
         *,
@@ -105,8 +122,15 @@ class HPCCluster(JobSpecCluster):
         security: Security | bool | None = None,
         asynchronous: bool = False,
         loop: IOLoop | None = None,
+        scheduler_in: str | None = None,
+        scheduler_job: dict[str, object] | None = None,
+        cluster_name: str | None = None,
         **job_kwargs: object,
     ) -> None:
+        # scheduler_in="job" made a handle in __new__ instead
+        if scheduler_job is not None or cluster_name is not None:
+            given = "scheduler_job" if scheduler_job is not None else "cluster_name"
+            raise InvalidOptionError(given, "...", 'only with scheduler_in="job"')
         opts = resolve_job_options(system or self.system, **job_kwargs)
         settings = cluster_settings()
         security = resolve_security(security, settings.security)
@@ -209,10 +233,18 @@ class HPCCluster(JobSpecCluster):
         """
         profile = load_profile(name)
         system = profile.system_for(cls.system)
-        target = cls if cls.system else _CLUSTER_CLASSES[system]
+        target = cls if cls.system else CLUSTER_CLASSES[system]
         cluster = target(**profile.cluster_kwargs(**kwargs))
         assert isinstance(cluster, cls)
         return cluster
+
+    @classmethod
+    def from_name(  # type: ignore[override]  # a handle, not a ProcessInterface
+        cls, name: str, asynchronous: bool = False
+    ) -> ClusterHandle:
+        """A handle on the running scheduler-job cluster ``name`` (``hpcdask
+        list`` shows them); see :meth:`hpcdask.handle.ClusterHandle.from_name`."""
+        return ClusterHandle.from_name(name, cls.system or None, asynchronous)
 
     def scale(  # type: ignore[override]
         self,
@@ -363,6 +395,6 @@ class LocalBatchCluster(HPCCluster):
     system = "local"
 
 
-_CLUSTER_CLASSES: dict[str, type[HPCCluster]] = {
+CLUSTER_CLASSES: dict[str, type[HPCCluster]] = {
     cls.system: cls for cls in (SLURMCluster, PBSCluster, SGECluster, LocalBatchCluster)
 }

@@ -340,3 +340,19 @@ def repr_interval() -> float:
     """Seconds between two updates of a cluster's live notebook widget."""
     value = dask.config.get("distributed.deploy.cluster-repr-interval", "500ms")
     return float(parse_timedelta(value, default="ms") or 0.5)
+
+
+def scheduler_job_config() -> tuple[object, Mapping[str, object], object]:
+    """``hpcdask.scheduler-in``, ``hpcdask.scheduler-job`` and
+    ``hpcdask.registry-directory`` as set (checked in :mod:`hpcdask.jobmode`)."""
+    where = _setting("scheduler-in", None)
+    job = _setting("scheduler-job", None) or {}
+    if not isinstance(job, Mapping):
+        raise InvalidOptionError("hpcdask.scheduler-job", job, "expected a mapping")
+    return where, job, _setting("registry-directory", None)
+
+
+def config_snapshot() -> dict[str, object]:
+    """The ``hpcdask`` and ``jobqueue`` config of this process, for a scheduler
+    job to resolve options exactly as the notebook would."""
+    return {key: dask.config.get(key, default={}) for key in ("hpcdask", "jobqueue")}

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 from distributed.diagnostics.plugin import SchedulerPlugin
 from tornado.ioloop import IOLoop, PeriodicCallback
 
-from hpcdask.page import History, HPCPage, sample_of
-from hpcdask.view import HPC_PAGE, ClusterView
+from hpcdask.page import History, HPCPage, JobsPane, sample_of
+from hpcdask.view import HPC_JOBS_PANE, HPC_PAGE, ClusterView
 
 if TYPE_CHECKING:
     from bokeh.document import Document
@@ -65,6 +65,8 @@ class HPCDashboard(SchedulerPlugin):
         self.history = History()
         self._sampler: PeriodicCallback | None = None
         self.page_registered = False
+        with contextlib.suppress(ImportError):  # no bokeh: no dashboard at all
+            register_jobs_pane()
 
     async def start(self, scheduler: Scheduler) -> None:
         with contextlib.suppress(ImportError):  # no bokeh: no dashboard at all
@@ -129,3 +131,35 @@ class HPCDashboard(SchedulerPlugin):
         doc.template_variables.update(extra)
         doc.theme = BOKEH_THEME
         doc.add_periodic_callback(page.update, round(self.interval * 1000))
+
+    def make_jobs_document(
+        self, scheduler: Scheduler, extra: dict[str, Any], doc: Document
+    ) -> None:
+        """One session of the jobs pane (``individual-hpc-jobs``)."""
+        from distributed.dashboard.components.scheduler import BOKEH_THEME
+
+        pane = JobsPane(self.view)
+        doc.title = "Dask: HPC jobs"
+        doc.add_root(pane.root)
+        doc.theme = BOKEH_THEME
+        doc.add_periodic_callback(pane.update, round(self.interval * 1000))
+
+
+def register_jobs_pane() -> None:
+    """Add the jobs pane to the pages of the dashboards schedulers make from
+    now on, beside Dask's own ``individual-*`` pages: JupyterLab's Dask sidebar
+    offers the pages its ``individual-plots.json`` lists, which are those of the
+    dashboard's own Bokeh application (a page added later is not listed)."""
+    from distributed.dashboard import scheduler as dashboard_pages
+
+    dashboard_pages.applications.setdefault(f"/{HPC_JOBS_PANE}", _jobs_pane)
+
+
+def _jobs_pane(scheduler: Scheduler, extra: dict[str, Any], doc: Document) -> None:
+    plugin = scheduler.plugins.get(HPCDashboard.name)
+    if isinstance(plugin, HPCDashboard):
+        plugin.make_jobs_document(scheduler, extra, doc)
+    else:  # a scheduler of no hpcdask cluster in this process
+        from bokeh.models import Div
+
+        doc.add_root(Div(text="<b>No hpcdask cluster on this scheduler.</b>"))

@@ -175,7 +175,7 @@ class HPCPage:
         self, history: History, view: Callable[[], ClusterView | None]
     ) -> None:
         from bokeh.layouts import column, row
-        from bokeh.models import ColumnDataSource, DataTable, Div, TableColumn
+        from bokeh.models import ColumnDataSource, Div
 
         self.history = history
         self.view = view
@@ -184,17 +184,7 @@ class HPCPage:
         self.series = ColumnDataSource({name: [] for name in SERIES}, name="hpc-series")
         self.table = ColumnDataSource({name: [] for name in TABLE}, name="hpc-table")
         self.header = Div(text="", name="hpc-summary", sizing_mode="stretch_width")
-        table = DataTable(
-            source=self.table,
-            columns=[
-                TableColumn(field=f, title=title, width=width)
-                for f, title, width in _TABLE_COLUMNS
-            ],
-            name="hpc-jobs-table",
-            height=280,
-            sizing_mode="stretch_width",
-            index_position=None,
-        )
+        table = jobs_table(self.table)
         self.root = column(
             self.header,
             row(
@@ -228,6 +218,54 @@ class HPCPage:
         data = table_columns(view)
         if data != dict(self.table.data):
             self.table.data = data
+
+
+class JobsPane:
+    """The job table alone, with its summary: the ``individual-hpc-jobs`` page
+    that JupyterLab's Dask sidebar offers as a pane."""
+
+    def __init__(self, view: Callable[[], ClusterView | None]) -> None:
+        from bokeh.layouts import column
+        from bokeh.models import ColumnDataSource, Div
+
+        self.view = view
+        self.table = ColumnDataSource({name: [] for name in TABLE}, name="hpc-table")
+        self.header = Div(text="", name="hpc-summary", sizing_mode="stretch_width")
+        self.root = column(
+            self.header, jobs_table(self.table), sizing_mode="stretch_both"
+        )
+        self.update()
+
+    def update(self) -> None:
+        try:
+            view = self.view()
+        except Exception:
+            logger.debug("no view of the cluster", exc_info=True)
+            return
+        if view is None:
+            self.header.text = "<b>The cluster has closed.</b>"
+            return
+        self.header.text = summary_html(view)
+        data = table_columns(view)
+        if data != dict(self.table.data):
+            self.table.data = data
+
+
+def jobs_table(source: ColumnDataSource) -> Any:
+    """The job table's Bokeh model, drawing ``source``."""
+    from bokeh.models import DataTable, TableColumn
+
+    return DataTable(
+        source=source,
+        columns=[
+            TableColumn(field=f, title=title, width=width)
+            for f, title, width in _TABLE_COLUMNS
+        ],
+        name="hpc-jobs-table",
+        height=280,
+        sizing_mode="stretch_width",
+        index_position=None,
+    )
 
 
 def _time_figure(title: str, y_label: str, name: str, counts: bool = True) -> Any:

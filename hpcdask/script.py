@@ -199,3 +199,29 @@ def log_redirection_lines(opts: JobOptions, system: BatchSystem) -> list[str]:
         expansion += "}" * (len(system.job_id_variables) + 1)
         lines.insert(0, f'export HPCDASK_JOB_ID="{expansion}"')
     return lines
+
+
+def render_scheduler_script(
+    opts: JobOptions,
+    system: BatchSystem,
+    entry_directory: str,
+    workdir: str | None = None,
+) -> str:
+    """The batch script of a scheduler job (``scheduler_in="job"``): the
+    directives of ``opts`` (see :func:`hpcdask.jobmode.scheduler_job_options`),
+    the prologue, then the cluster's keeper (:mod:`hpcdask.keeper`) in place of
+    the shell, so that the batch system's SIGTERM at walltime or cancel reaches
+    it and it can cancel its workers' jobs before it ends."""
+    lines = [opts.shebang, ""]
+    directives = system.render_directives(opts, 1, None)
+    if directives:
+        lines += [*directives, ""]
+    if not system.writes_logs:
+        lines += log_redirection_lines(opts, system)
+    if workdir is not None:
+        lines.append(f"cd {shell_word('workdir', workdir)} || exit 1")
+    lines += opts.job_script_prologue
+    python = command_word("python", opts.python)
+    entry = shell_word("registry entry", entry_directory)
+    lines.append(f"exec {python} -m hpcdask.keeper {entry}")
+    return "\n".join(lines) + "\n"

@@ -47,6 +47,8 @@ __all__ = [
     "secure_job_options",
     "with_tls_protocol",
     "worker_security_args",
+    "worker_tls",
+    "write_private",
 ]
 
 #: file names of the credentials a worker reads, in a cluster's private directory.
@@ -96,7 +98,7 @@ def resolve_security(
     )
 
 
-def _worker_tls(security: Security) -> tuple[object, object, object]:
+def worker_tls(security: Security) -> tuple[object, object, object]:
     """The CA, certificate and key a worker uses: file paths, PEM text or None."""
     # distributed's Security is unannotated
     config = security.get_tls_config_for_role("worker")  # type: ignore[no-untyped-call]
@@ -113,7 +115,7 @@ def secure_job_options(opts: JobOptions, security: Security | None) -> JobOption
     """
     if security is None:
         return opts
-    ca, cert, _ = _worker_tls(security)
+    ca, cert, _ = worker_tls(security)
     if not (security.require_encryption or ca or cert):
         return opts
     return with_tls_protocol(opts, strict=bool(security.require_encryption))
@@ -172,7 +174,7 @@ def worker_security_args(security: Security, directory: str) -> CredentialFiles:
     written to a new private directory in ``directory``; credentials that are
     already files are passed by their paths.
     """
-    ca, cert, key = _worker_tls(security)
+    ca, cert, key = worker_tls(security)
     if not (ca or cert):
         return CredentialFiles([], None)
     private_dir = None
@@ -180,7 +182,7 @@ def worker_security_args(security: Security, directory: str) -> CredentialFiles:
         private_dir = _make_private_dir(directory)
         try:
             ca, cert, key = (
-                _write_private(private_dir, name, value) if _is_pem(value) else value
+                write_private(private_dir, name, value) if _is_pem(value) else value
                 for name, value in zip(CREDENTIAL_NAMES, (ca, cert, key), strict=True)
             )
         except BaseException:
@@ -223,7 +225,8 @@ def _make_private_dir(directory: str) -> str:
     return tempfile.mkdtemp(prefix=prefix, dir=directory)
 
 
-def _write_private(directory: str, name: str, content: object) -> str:
+def write_private(directory: str, name: str, content: object) -> str:
+    """Write ``content`` to a new file ``name`` in ``directory``, mode 0600."""
     path = os.path.join(directory, name)
     # O_EXCL: never write through a file (or symlink) someone put there
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

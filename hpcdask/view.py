@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import pandas
 
 __all__ = [
+    "HPC_JOBS_PANE",
     "HPC_PAGE",
     "ClusterView",
     "JobRow",
@@ -48,6 +49,8 @@ __all__ = [
 
 #: the dashboard page's path, next to the dashboard's own ``status`` page.
 HPC_PAGE = "hpc"
+#: the jobs pane's page: JupyterLab's Dask sidebar offers pages named individual-*
+HPC_JOBS_PANE = "individual-hpc-jobs"
 DEFAULT_DASHBOARD_LINK = "{scheme}://{host}:{port}/status"
 JUPYTER_PROXY_LINK = "{JUPYTERHUB_SERVICE_PREFIX}proxy/{port}/status"
 

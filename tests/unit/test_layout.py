@@ -15,19 +15,21 @@ PACKAGE = Path(__file__).resolve().parents[2] / "hpcdask"
 #: A new module must be placed here (the test fails until it is).
 LAYERS: dict[str, int] = {
     "errors": 0, "models": 0, "format": 0,
-    "validation": 1, "runner": 1, "noise": 1, "network": 1,
+    "validation": 1, "runner": 1, "noise": 1, "network": 1, "forward": 1,
     "options": 2, "config": 2, "configfile": 2, "profiles": 2, "security": 2,
+    "jobmode": 2, "registry": 2, "idle": 1,
     "systems": 3, "systems.base": 3, "systems.slurm": 3, "systems.pbs": 3,
     "systems.sge": 3, "systems.sge_output": 3, "systems.sge_backend": 3,
     "systems.local": 3, "systems.timefmt": 3, "script": 3, "cost": 3, "policy": 3,
-    "jobs": 4, "fleet": 4, "probe": 4, "view": 4, "compat": 4,
+    "jobs": 4, "fleet": 4, "probe": 4, "view": 4, "compat": 4, "lookup": 4,
     "adaptive": 5, "manager": 5, "listing": 5, "widget": 5, "page": 5, "dashboard": 5,
-    "deploy": 6, "cluster": 6,
+    "launch": 5, "address": 5,
+    "deploy": 6, "cluster": 6, "handle": 6, "keeper": 6, "discovery": 6,
     "mpi": 6, "mpi.options": 6, "mpi.roles": 6, "mpi.logs": 6, "mpi.servers": 6,
     "mpi.control": 6, "mpi.slurm": 6, "mpi.plugins": 6, "mpi.scheduler": 6,
     "mpi.worker": 6, "mpi.client": 6, "mpi.ranks": 6, "mpi.tracebacks": 6,
     "mpi.api": 6, "mpi.script": 6, "mpi.cli": 6, "mpi.srun": 6, "mpi.__main__": 6,
-    "cli": 7, "": 8,
+    "cli": 7, "cli_clusters": 7, "": 8,
 }  # fmt: skip
 
 
