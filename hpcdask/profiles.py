@@ -21,11 +21,12 @@ A site admin writes, e.g. in ``/etc/dask/hpcdask.yaml``::
 and users write ``SLURMCluster.from_profile("small")`` or
 ``HPCCluster.from_profile("gpu-small")``. A profile's keys are ``system``,
 ``description``, ``directives`` (extra directive lines, dask-jobqueue's
-``job_extra_directives``) and any job option (:data:`hpcdask.options.DEFAULTS`,
-``-`` or ``_`` spelling). Values a profile leaves out come from
-``hpcdask.<system>.*`` / ``jobqueue.<system>.*`` config as for any cluster.
-An unknown key or system is an :class:`~hpcdask.errors.InvalidOptionError`
-naming it.
+``job_extra_directives``), ``scheduler_in`` and ``scheduler_job`` (where the
+scheduler runs, and its job's options: :mod:`hpcdask.jobmode`) and any job
+option (:data:`hpcdask.options.DEFAULTS`, ``-`` or ``_`` spelling). Values a
+profile leaves out come from ``hpcdask.<system>.*`` / ``jobqueue.<system>.*``
+config as for any cluster. An unknown key or system is an
+:class:`~hpcdask.errors.InvalidOptionError` naming it.
 """
 
 from __future__ import annotations
@@ -38,12 +39,15 @@ from typing import Any
 from hpcdask.config import profiles_setting, resolve_job_options
 from hpcdask.errors import InvalidOptionError
 from hpcdask.format import format_bytes, format_duration
+from hpcdask.jobmode import resolve_scheduler_in, resolve_scheduler_job
 from hpcdask.options import DEFAULTS, SYSTEMS, JobOptions
 
 __all__ = ["Profile", "load_profile", "load_profiles", "profile_names"]
 
+#: the cluster's own arguments a profile may set (not job options)
+CLUSTER_KEYS = ("scheduler_in", "scheduler_job")
 #: keys a profile may hold besides the job options.
-PROFILE_KEYS = ("system", "description", "directives")
+PROFILE_KEYS = ("system", "description", "directives", *CLUSTER_KEYS)
 
 
 @dataclass(frozen=True)
@@ -61,12 +65,16 @@ class Profile:
         a line for people choosing a profile.
     options
         job options (keys of :data:`hpcdask.options.DEFAULTS`).
+    cluster_options
+        the cluster's own arguments that are not job options
+        (:data:`CLUSTER_KEYS`: where the scheduler runs, its job's options).
     """
 
     name: str
     system: str | None
     description: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)
+    cluster_options: Mapping[str, Any] = field(default_factory=dict)
 
     def system_for(self, cluster_system: str) -> str:
         """The system a cluster class of ``cluster_system`` ("" for any) runs this
@@ -89,7 +97,7 @@ class Profile:
 
     def cluster_kwargs(self, **overrides: Any) -> dict[str, Any]:
         """Constructor arguments: the profile's options, then ``overrides``."""
-        return {**self.options, **overrides}
+        return {**self.options, **self.cluster_options, **overrides}
 
     def summary(self) -> tuple[str, str, str, str]:
         """Queue, cores, memory and walltime, as ``hpcdask profiles`` lists them
@@ -111,7 +119,7 @@ class Profile:
     def job_options(self, system: str = "", **overrides: Any) -> JobOptions:
         """The validated job options this profile gives (config fills the rest)."""
         return resolve_job_options(
-            self.system_for(system), **self.cluster_kwargs(**overrides)
+            self.system_for(system), **{**self.options, **overrides}
         )
 
 
@@ -151,6 +159,7 @@ def parse_profile(name: str, raw: object) -> Profile:
         raise InvalidOptionError(where, raw, "expected a mapping of options")
     known = (*PROFILE_KEYS, *DEFAULTS)
     options: dict[str, Any] = {}
+    cluster_options: dict[str, Any] = {}
     system: str | None = None
     description = ""
     for key, value in raw.items():
@@ -175,6 +184,10 @@ def parse_profile(name: str, raw: object) -> Profile:
         if option == "description":
             description = str(value)
             continue
+        if option in CLUSTER_KEYS:
+            _check_cluster_key(f"{where}.{key}", option, value)
+            cluster_options[option] = value
+            continue
         if option == "directives":
             option = "job_extra_directives"
         if option in options:
@@ -185,7 +198,21 @@ def parse_profile(name: str, raw: object) -> Profile:
                 "spellings of one key)",
             )
         options[option] = value
-    return Profile(name=name, system=system, description=description, options=options)
+    return Profile(name, system, description, options, cluster_options)
+
+
+def _check_cluster_key(where: str, option: str, value: object) -> None:
+    """Check a profile's ``scheduler_in`` or ``scheduler_job`` as the cluster
+    will, naming the profile's key when it is wrong."""
+    try:
+        if option == "scheduler_in":
+            resolve_scheduler_in(value, None)
+        elif not isinstance(value, Mapping):
+            raise InvalidOptionError(option, value, "expected a mapping")
+        else:
+            resolve_scheduler_job(value, {})
+    except InvalidOptionError as e:
+        raise InvalidOptionError(where, value, str(e)) from e
 
 
 def _suggest(key: str, known: Sequence[str]) -> str | None:

@@ -113,6 +113,15 @@ def test_profile_fills_in_from_system_config() -> None:
         ),
         ({"job-name": "a", "job_name": "b"}, r"given twice"),
         (["not", "a", "mapping"], r"hpcdask\.profiles\.bad=.*expected a mapping"),
+        (
+            {"scheduler_in": "login"},
+            r"hpcdask\.profiles\.bad\.scheduler_in='login'.*expected one of",
+        ),
+        (
+            {"scheduler-job": {"cores": 0}},
+            r"hpcdask\.profiles\.bad\.scheduler-job=.*scheduler_job\.cores",
+        ),
+        ({"scheduler_job": "big"}, r"scheduler_job.*expected a mapping"),
     ],
 )
 def test_bad_profiles_are_clear_errors(profile: Any, message: str) -> None:
@@ -184,3 +193,15 @@ def test_the_documented_example_profiles_are_valid() -> None:
         assert gpu.job_extra_directives == ("--gres=gpu:a100:1",)
         assert gpu.job_script_prologue == ("module load cuda",)
         assert load_profile("pbs-normal").job_options().processes == 6
+
+
+def test_a_profile_may_put_the_scheduler_in_a_job() -> None:
+    site = {"system": "slurm", "cores": 2, "memory": "2GB", "scheduler_in": "job"}
+    site["scheduler-job"] = {"queue": "debug", "idle-timeout": "1 hour"}
+    with dask.config.set({"hpcdask.profiles": {"kept": site}}):
+        profile = load_profile("kept")
+        # job options stay job options; the scheduler's place goes to the class
+        assert profile.job_options().cores == 2
+        kwargs = profile.cluster_kwargs(cores=4)
+    assert kwargs["scheduler_in"] == "job" and kwargs["cores"] == 4
+    assert kwargs["scheduler_job"] == {"queue": "debug", "idle-timeout": "1 hour"}
