@@ -23,8 +23,9 @@ from pathlib import Path
 
 import dask.config
 import pytest
+from distributed import Client
 
-from hpcdask import SLURMCluster
+from hpcdask import PBSCluster, SLURMCluster
 from hpcdask.cluster import HPCCluster
 from tests.integration.conftest import run, wait_for
 
@@ -237,3 +238,28 @@ def test_dask_ctl_lists_a_running_cluster(
     finally:
         SLURMCluster.from_name("keep-ctl").close()
     assert new_jobs() == []
+
+
+def test_a_pbs_cluster_keeps_its_scheduler_in_a_job_too(
+    registry: Path, log_directory: Path, new_jobs: Callable[[], list[str]]
+) -> None:
+    """The same through Slurm's Torque-compatible qsub / qstat / qdel: the
+    scheduler job and its worker jobs are PBS jobs."""
+    with dask.config.set({"hpcdask.pbs.log-directory": str(log_directory)}):
+        cluster = PBSCluster(
+            cores=1, memory="1GB", walltime="00:10:00", scheduler_in="job",
+            cluster_name="keep-pbs", scheduler_job={"memory": "1GB"},
+        )  # fmt: skip
+    try:
+        assert cluster.scheduler_address == "hpcdask://keep-pbs"
+        assert "#PBS -l walltime=00:10:00" in cluster.job_script()
+        cluster.scale(jobs=1)
+        with Client(cluster) as client:
+            client.wait_for_workers(1, timeout=120)
+            assert client.submit(sum, range(10)).result() == 45
+        assert len(new_jobs()) == 2  # the scheduler job and one worker job
+        assert list(cluster.jobs()["state"]) == ["running"]
+    finally:
+        cluster.close()
+    assert new_jobs() == []
+    assert not (registry / "keep-pbs").exists()
