@@ -1,5 +1,6 @@
-"""A cluster's job options: every option with its default and help, and the one
-function that validates them into :class:`JobOptions`.
+"""A cluster's job options: the one function that validates them into
+:class:`JobOptions` (every option's default and help are in
+:mod:`hpcdask.optiontable`, re-exported here).
 
 Pure: where the raw values come from (arguments, dask config) is
 :mod:`hpcdask.config`'s business. Every value is validated here, so nothing
@@ -17,14 +18,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpcdask.errors import InvalidOptionError
+from hpcdask.optiontable import (
+    DEFAULTS,
+    DEPRECATED_NAMES,
+    OPTION_HELP,
+    SYSTEM_OPTIONS,
+    SYSTEMS,
+    deprecated_names,
+)
 from hpcdask.validation import (
     Check,
+    check_count,
     check_identifier,
     check_lines,
     check_mapping,
     check_path,
     check_positive_int,
     check_protocol,
+    check_resources,
     check_seconds,
     check_shebang,
     check_start_method,
@@ -46,98 +57,6 @@ __all__ = [
     "deprecated_names",
     "validate_options",
 ]
-
-SYSTEMS = ("slurm", "pbs", "sge", "local")
-
-#: Every job option: its built-in default (used when neither argument nor config
-#: gives a value) and one line of help (``hpcdask config`` prints it).
-_OPTIONS: dict[str, tuple[object, str]] = {
-    "name": (
-        "dask-worker",
-        "worker name prefix; jobs are NAME-0, NAME-1... (plain $VARS allowed)",
-    ),
-    "cores": (None, "cores per job and node (required here or as an argument)"),
-    "memory": (
-        None,
-        "memory per job and node, e.g. 109GB (required here or as an argument)",
-    ),
-    "processes": (
-        None,
-        "worker processes per job and node (default: about sqrt(cores))",
-    ),
-    "nodes": (1, "nodes per job; workers start on every node (srun / pbsdsh)"),
-    "python": (None, "python on the compute nodes (default: this interpreter)"),
-    "interface": (None, "network interface workers and scheduler use, e.g. ib0"),
-    "worker_interface": (
-        None,
-        "the workers' interface when it differs from the scheduler's, e.g. hsn0",
-    ),
-    "death_timeout": (60, "seconds a worker waits for a lost scheduler"),
-    "local_directory": (None, "worker scratch space, e.g. $TMPDIR"),
-    "worker_command": (
-        "distributed.cli.dask_worker",
-        "module that starts the workers",
-    ),
-    "worker_extra_args": ([], "extra arguments of the worker command"),
-    "shebang": ("#!/usr/bin/env bash", "first line of the job script"),
-    "queue": (None, "queue (Slurm partition)"),
-    "account": (None, "account / project charged (SGE: -A account string)"),
-    "project": (None, "SGE -P project (Slurm, PBS: the old name of account)"),
-    "walltime": (None, "walltime per job (default 00:30:00)"),
-    "job_name": (None, "the batch job name (default: name without $VARS)"),
-    "job_script_prologue": ([], "shell lines run before the workers start"),
-    "job_script_epilogue": ([], "shell lines run after the workers stop"),
-    "job_extra_directives": ([], "extra directive lines, e.g. --gres=gpu:1"),
-    "job_directives_skip": ([], "directive lines containing these are left out"),
-    "log_directory": (None, "job stdout/stderr (default ~/.hpcdask/logs)"),
-    "shared_temp_directory": (
-        None,
-        "TLS files for workers, 0700 (default: security/ beside log_directory)",
-    ),
-    "nanny": (True, "run workers under a nanny process"),
-    # "fork" shares the nanny's imports (16 workers starting together on 2
-    # cores: 7.8 s with "spawn", 3.9 s)
-    "worker_start_method": (
-        "fork",
-        "how a nanny starts its worker: fork, spawn, forkserver",
-    ),
-    "protocol": (None, "tcp:// or tls://"),
-    "scheduler_options": ({}, "extra arguments of the Scheduler"),
-    "job_cpu": (None, "Slurm --cpus-per-task (default: cores)"),
-    "job_mem": (None, "Slurm --mem (default: memory)"),
-    "resource_spec": (
-        None,
-        "PBS / SGE -l resources (PBS default select=1:ncpus=..:mem=..)",
-    ),
-    "parallel_environment": (
-        None,
-        "SGE -pe NAME CORES for jobs of several cores, e.g. smp",
-    ),
-}
-#: Built-in defaults, used when neither argument nor config gives a value.
-DEFAULTS: dict[str, object] = {name: default for name, (default, _) in _OPTIONS.items()}
-#: One line of help per job option.
-OPTION_HELP: dict[str, str] = {name: text for name, (_, text) in _OPTIONS.items()}
-
-#: dask-jobqueue's old argument names -> current names.
-DEPRECATED_NAMES: dict[str, str] = {
-    "env_extra": "job_script_prologue",
-    "extra": "worker_extra_args",
-    "job_extra": "job_extra_directives",
-    "header_skip": "job_directives_skip",
-    "project": "account",
-}
-
-#: options only some systems have: elsewhere they are neither read from config
-#: nor accepted (``project`` stays the old name of ``account`` there).
-SYSTEM_OPTIONS = {"project": ("sge",), "parallel_environment": ("sge",)}
-
-
-def deprecated_names(system: str) -> dict[str, str]:
-    """:data:`DEPRECATED_NAMES` less the options ``system`` has (SGE's project)."""
-    options = {k for k, systems in SYSTEM_OPTIONS.items() if system in systems}
-    return {old: new for old, new in DEPRECATED_NAMES.items() if old not in options}
-
 
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
@@ -168,6 +87,8 @@ class JobOptions:
     death_timeout: float
     nanny: bool
     nodes: int = 1
+    gpus: int = 0
+    resources: Mapping[str, float] | None = None
     worker_start_method: str = "fork"
     queue: str | None = None
     account: str | None = None
@@ -208,6 +129,20 @@ class JobOptions:
         """The interface the workers listen on: ``worker_interface``, else
         ``interface`` (dask-jobqueue's meaning: workers and scheduler)."""
         return self.worker_interface or self.interface
+
+    @property
+    def gpus_per_worker(self) -> int:
+        """GPUs each worker process is given (its own ``CUDA_VISIBLE_DEVICES``)."""
+        return self.gpus // self.processes
+
+    @property
+    def worker_resources(self) -> Mapping[str, float]:
+        """What each worker advertises to the scheduler: ``resources``, else its
+        GPUs as ``{"GPU": n}`` (tasks annotated ``resources={"GPU": 1}`` run
+        there only), else nothing."""
+        if self.resources is not None:
+            return self.resources
+        return {"GPU": float(self.gpus_per_worker)} if self.gpus else {}
 
     @property
     def threads_per_worker(self) -> int:
@@ -251,15 +186,9 @@ def validate_options(system: str, raw: Mapping[str, object]) -> JobOptions:
             f"(hpcdask.{system}.{missing[0]})",
         )
     cores = check_positive_int("cores", raw["cores"])
-    processes = (
-        default_processes(cores)
-        if raw["processes"] is None
-        else check_positive_int("processes", raw["processes"])
-    )
-    if processes > cores:
-        raise InvalidOptionError(
-            "processes", processes, f"more processes than cores ({cores})"
-        )
+    gpus = check_count("gpus", raw["gpus"])
+    processes = _processes(cores, gpus, raw["processes"])
+    _check_gpus(system, gpus, raw)
     name, job_name = _names(raw["name"], raw["job_name"])
     worker = _worker_options(raw)
     checked = {key: check(key, raw[key]) for key, check in _FIELD_CHECKS.items()}
@@ -275,12 +204,49 @@ def validate_options(system: str, raw: Mapping[str, object]) -> JobOptions:
         name=name,
         cores=cores,
         processes=processes,
+        gpus=gpus,
         walltime=parse_walltime("walltime", walltime),
         job_name=check_identifier("job_name", job_name),
         nanny=bool(raw["nanny"]),
         **worker,
         **checked,
     )
+
+
+def _processes(cores: int, gpus: int, given: object) -> int:
+    """Worker processes per node: ``given``, else one per GPU (as many as the
+    cores allow), else about sqrt(cores). With GPUs every worker gets the same
+    number of them."""
+    if given is not None:
+        processes = check_positive_int("processes", given)
+    elif gpus:
+        processes = max(p for p in range(1, cores + 1) if gpus % p == 0)
+    else:
+        processes = default_processes(cores)
+    if processes > cores:
+        why = f"more processes than cores ({cores})"
+        raise InvalidOptionError("processes", processes, why)
+    if gpus and gpus % processes:
+        why = f"{gpus} GPUs cannot be shared equally by {processes} worker processes"
+        raise InvalidOptionError("gpus", gpus, why)
+    return processes
+
+
+def _check_gpus(system: str, gpus: int, raw: Mapping[str, object]) -> None:
+    """GPUs are asked for where the system has a standard way; worker resources
+    are given once."""
+    if gpus and system in ("sge", "local"):
+        why = (
+            "the local backend has no GPUs to hand out"
+            if system == "local"
+            else "Grid Engine has no standard GPU request: ask with your site's "
+            "resource (job_extra_directives=['-l gpu=N']) and set resources"
+        )
+        raise InvalidOptionError("gpus", gpus, why)
+    extra = raw["worker_extra_args"]
+    if raw["resources"] is not None and "--resources" in str(extra):
+        why = "given twice: also as --resources in worker_extra_args"
+        raise InvalidOptionError("resources", raw["resources"], why)
 
 
 def _names(name: object, job_name: object) -> tuple[str, str]:
@@ -381,6 +347,7 @@ _FIELD_CHECKS: dict[str, Check] = {
     "interface": optional(check_identifier),
     "worker_interface": optional(check_identifier),
     "nodes": check_positive_int,
+    "resources": optional(check_resources),
     "job_cpu": optional(check_positive_int),
     "job_mem": optional(parse_memory),
     "job_script_prologue": check_lines,

@@ -26,11 +26,14 @@ def worker_argv(
     scheduler_address: str,
     name_word: str | None,
     security_args: Sequence[str] = (),
+    nworkers: int | None = None,
 ) -> list[str]:
     """The worker command as shell words (variables left for the job's shell).
 
     ``name_word`` is the worker name already rendered as a shell word (``None``:
-    no ``--name``, the node's launcher adds it).
+    no ``--name``, the node's launcher adds it); ``nworkers`` the processes this
+    command starts (default ``opts.processes``; 1 where each worker is started
+    on its own GPUs).
     """
     words = [
         command_word("python", opts.python),
@@ -46,7 +49,7 @@ def worker_argv(
         "--memory-limit",
         format_memory_limit(opts.memory_per_worker),
         "--nworkers",
-        str(opts.processes),
+        str(opts.processes if nworkers is None else nworkers),
         "--nanny" if opts.nanny else "--no-nanny",
         "--death-timeout",
         f"{opts.death_timeout:g}",
@@ -63,6 +66,9 @@ def worker_argv(
             "--local-directory",
             shell_word("local_directory", opts.local_directory),
         ]
+    if opts.worker_resources:
+        resources = ",".join(f"{k}={v:g}" for k, v in opts.worker_resources.items())
+        words += ["--resources", shell_word("resources", resources)]
     if opts.worker_interface_name:
         words += ["--interface", opts.worker_interface_name]
     if opts.protocol:
@@ -134,11 +140,16 @@ def _start_lines(
         timeout=min(PREFLIGHT_TIMEOUT, opts.death_timeout),
         interface=opts.worker_interface_name,
     )
-    if opts.nodes == 1:
+    pinned = opts.gpus_per_worker > 0 and opts.processes > 1
+    if opts.nodes == 1 and not pinned:
         argv = worker_argv(opts, scheduler_address, name_word, security_args)
         return [" ".join(check) + " || exit 1", " ".join(argv)]
-    argv = worker_argv(opts, scheduler_address, None, security_args)
-    node = _node_wrapper(system, name_word, workdir, exports)
+    argv = worker_argv(
+        opts, scheduler_address, None, security_args, 1 if pinned else None
+    )
+    node = _node_wrapper(system, opts, name_word, workdir, exports)
+    if opts.nodes == 1:
+        return [" ".join(check) + " || exit 1", " ".join([*node, *argv])]
     # every node's check runs to its end, so each says what it found
     launch_check = system.node_launcher(opts)
     launch_workers = system.node_launcher(opts, all_or_none=True)
@@ -148,27 +159,57 @@ def _start_lines(
     ]
 
 
+#: ``bash -c`` script that starts ``$1`` workers, each with its own ``$2`` of
+#: the GPUs the queue granted (``CUDA_VISIBLE_DEVICES``), named ``$name-<i>``:
+#: the worker command follows; ``name`` is set before it
+_PINNED_WORKERS = r"""
+n=$1 k=$2; shift 2
+IFS=, read -r -a gpus <<< "${CUDA_VISIBLE_DEVICES:-}"
+if [ "${#gpus[@]}" -lt $((n * k)) ]; then
+  echo "hpcdask: $name was granted ${#gpus[@]} GPU(s)" \
+    "(CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-unset});" \
+    "its $n workers need $((n * k))" >&2
+  exit 1
+fi
+pids=()
+for ((i = 0; i < n; i++)); do
+  CUDA_VISIBLE_DEVICES=$(IFS=,; echo "${gpus[*]:i*k:k}") "$@" --name "$name-$i" &
+  pids+=($!)
+done
+rc=0
+for p in "${pids[@]}"; do wait "$p" || rc=$?; done
+exit $rc"""
+
+
 def _node_wrapper(
     system: BatchSystem,
+    opts: JobOptions,
     name_word: str,
     workdir: str | None,
     exports: Mapping[str, str],
 ) -> list[str]:
-    """A shell on each node that adds ``--name JOB-<node index>`` to the worker
-    command (the job's own shell would expand the index of the first node).
+    """A shell that adds ``--name`` to the worker command: ``JOB-<node index>``
+    on each node of a multi-node job (the job's own shell would expand the
+    index of the first node), and ``-<i>`` for each worker on GPUs of its own.
 
     A launcher whose tasks start in the job's original environment (pbsdsh)
     gets the script's exports and directory passed along.
     """
-    body = f'exec "$@" --name "$0-${system.node_index_variable}"'
+    node = f"-${system.node_index_variable}" if opts.nodes > 1 else ""
+    body = f'exec "$@" --name "$0{node}"'
+    if opts.gpus_per_worker > 0 and opts.processes > 1:
+        body = f'name="$0{node}"' + _PINNED_WORKERS
     args = [name_word]
-    if system.launcher_keeps_environment:
-        return ["bash", "-c", shlex.quote(body), *args]
-    env = ["/usr/bin/env", *(f"{k}={v}" for k, v in exports.items())]
-    if workdir is not None:
-        body = 'cd "$1" && shift && ' + body
-        args.append(shell_word("workdir", workdir))
-    return [*env, "/bin/bash", "-c", shlex.quote(body), *args]
+    env: list[str] = []
+    if opts.nodes > 1 and not system.launcher_keeps_environment:
+        env = ["/usr/bin/env", *(f"{k}={v}" for k, v in exports.items())]
+        if workdir is not None:
+            body = 'cd "$1" && shift && ' + body
+            args.append(shell_word("workdir", workdir))
+    if opts.gpus_per_worker > 0 and opts.processes > 1:
+        args += [str(opts.processes), str(opts.gpus_per_worker)]
+    shell = "/bin/bash" if env else "bash"
+    return [*env, shell, "-c", shlex.quote(body), *args]
 
 
 def _array_names(system: BatchSystem, names: Sequence[str]) -> list[str]:

@@ -188,6 +188,42 @@ def check_positive_int(option: str, value: object) -> int:
     return value
 
 
+def check_count(option: str, value: object) -> int:
+    """A whole number >= 0 (``0``: none)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidOptionError(option, value, "expected a whole number >= 0")
+    return value
+
+
+_RESOURCE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_resources(option: str, value: object) -> dict[str, float]:
+    """Worker resources as distributed names them (``{"GPU": 1}``, or the
+    worker's own ``"GPU=1,MEMORY=10e9"``): names of letters, digits and ``_``,
+    amounts > 0."""
+    if isinstance(value, str):
+        pairs = [item.partition("=") for item in value.split(",") if item.strip()]
+        if any(not sep for _, sep, _ in pairs):
+            raise InvalidOptionError(option, value, "expected NAME=AMOUNT,...")
+        value = {name.strip(): amount.strip() for name, _, amount in pairs}
+    if not isinstance(value, Mapping) or not value:
+        raise InvalidOptionError(option, value, "expected a mapping like {GPU: 1}")
+    checked: dict[str, float] = {}
+    for name, amount in value.items():
+        if not isinstance(name, str) or not _RESOURCE_NAME.fullmatch(name):
+            raise InvalidOptionError(option, value, f"bad resource name {name!r}")
+        try:
+            number = float(amount)
+        except (TypeError, ValueError):
+            number = -1.0
+        if isinstance(amount, bool) or not number > 0 or math.isinf(number):
+            why = f"{name}: expected an amount > 0, got {amount!r}"
+            raise InvalidOptionError(option, value, why)
+        checked[name] = number
+    return checked
+
+
 def check_seconds(option: str, value: object) -> float:
     """A duration in seconds: a number or a string like "60s" / "5min"."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):

@@ -54,8 +54,9 @@ class PBS(QueueCommands):
         if opts.account:
             lines.append(f"-A {opts.account}")
         memory_mb = math.ceil(opts.memory / 2**20)
+        gpus = f":ngpus={opts.gpus}" if opts.gpus else ""
         resources = opts.resource_spec or (
-            f"select={opts.nodes}:ncpus={opts.cores}:mem={memory_mb}mb"
+            f"select={opts.nodes}:ncpus={opts.cores}:mem={memory_mb}mb{gpus}"
         )
         lines.append(f"-l {resources}")
         if opts.nodes > 1 and not opts.resource_spec:

@@ -94,8 +94,11 @@ class Slurm(QueueCommands):
         else:
             lines.append("-n 1")
         lines.append(f"--cpus-per-task={opts.job_cpu or opts.cores}")
-        memory_mib = math.ceil((opts.job_mem or opts.memory) / 2**20)
-        lines.append(f"--mem={memory_mib}M")
+        if opts.gpus:
+            lines.append(f"--gres=gpu:{opts.gpus}")  # per node
+        if not _memory_per_unit(opts.job_extra_directives):
+            memory_mib = math.ceil((opts.job_mem or opts.memory) / 2**20)
+            lines.append(f"--mem={memory_mib}M")
         lines.append(f"-t {format_hms(opts.walltime)}")
         lines.append(f"-o {stdout}")
         lines.append(f"-e {stderr}")
@@ -266,3 +269,14 @@ def expand_array_ids(job_id: str) -> list[str]:
             f"{base}_{i}" for i in range(int(first), int(last or first) + 1, stride)
         ]
     return out
+
+
+def _memory_per_unit(directives: Sequence[str]) -> bool:
+    """Whether the user asks for memory per CPU or per GPU: Slurm refuses
+    ``--mem`` beside ``--mem-per-cpu`` / ``--mem-per-gpu``, and sites that
+    charge by them reject jobs without them."""
+    return any(
+        word.startswith(("--mem-per-cpu", "--mem-per-gpu"))
+        for line in directives
+        for word in line.split()
+    )

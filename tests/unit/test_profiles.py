@@ -96,8 +96,8 @@ def test_profile_fills_in_from_system_config() -> None:
     ("profile", "message"),
     [
         (
-            {"system": "slurm", "cores": 1, "gpus": 2},
-            r"hpcdask\.profiles\.bad\.gpus=2: unknown profile key",
+            {"system": "slurm", "cores": 1, "tpus": 2},
+            r"hpcdask\.profiles\.bad\.tpus=2: unknown profile key",
         ),
         (
             {"system": "slurm", "queu": "x"},
