@@ -1,0 +1,137 @@
+"""Which worker pool a task needs, and how many workers each pool is worth.
+
+Pure: the scheduler's tasks and workers arrive here as plain numbers
+(:class:`Work`, :class:`PoolMemory`), read by :mod:`hpcdask.pooldemand`.
+
+A cluster with several pools (:mod:`hpcdask.pools`) sizes each one from the
+tasks that can only run there. Distributed's worker resources decide it: a task
+annotated ``resources={"GPU": 1}`` runs only on workers that advertise at least
+one ``GPU``. So:
+
+* a task with resource restrictions belongs to the cheapest pool whose workers
+  offer all of them (cost: cores, plus :data:`GPU_COST` cores per GPU, per
+  worker), pools in the order they were added breaking ties; a task no pool can
+  run belongs to none (the scheduler keeps it waiting, and the cluster says so);
+* a task without restrictions belongs to the default pool: the pool the
+  cluster was made with. It may still run on any worker that is free (the
+  scheduler places it), but it never grows another pool.
+
+Each pool's target is then reckoned as the scheduler reckons its adaptive
+target, over that pool's own work: seconds of work waiting and running, over
+the target duration, in threads, at most one thread per task, in whole
+workers, at least one while a task waits; twice the pool's workers when their
+memory is more than 60% used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "GPU_COST",
+    "Offer",
+    "PoolMemory",
+    "Work",
+    "pool_targets",
+    "route",
+]
+
+#: a GPU costs as much as this many cores when pools are compared for a task
+#: (core-hour rates of GPU nodes are typically tens of times a core's)
+GPU_COST = 32.0
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What one worker of a pool offers."""
+
+    pool: str
+    resources: Mapping[str, float]
+    threads: int
+    cores: float
+    gpus: float = 0.0
+
+    @property
+    def cost(self) -> float:
+        return self.cores + GPU_COST * self.gpus
+
+    def runs(self, restrictions: Mapping[str, float]) -> bool:
+        """Whether a task with these resource restrictions can run here."""
+        return all(self.resources.get(k, 0.0) >= v for k, v in restrictions.items())
+
+
+@dataclass(frozen=True)
+class Work:
+    """Tasks that share their resource restrictions: waiting for a worker, or
+    running (their expected run time left, as the scheduler's occupancy)."""
+
+    restrictions: Mapping[str, float]
+    tasks: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class PoolMemory:
+    """A pool's connected workers and their memory."""
+
+    workers: int = 0
+    used: float = 0.0
+    limit: float = 0.0
+
+
+def route(
+    restrictions: Mapping[str, float], offers: Sequence[Offer], default: str
+) -> str | None:
+    """The pool a task with these restrictions belongs to (see the module's
+    docstring); ``None`` when no pool's workers can run it."""
+    if not restrictions:
+        return default
+    fitting = [o for o in offers if o.runs(restrictions)]
+    if not fitting:
+        return None
+    return min(fitting, key=lambda o: o.cost).pool  # min keeps the first of ties
+
+
+def pool_targets(
+    waiting: Iterable[Work],
+    running: Iterable[Work],
+    memory: Mapping[str, PoolMemory],
+    offers: Sequence[Offer],
+    default: str,
+    target_duration: float,
+) -> tuple[dict[str, int], int]:
+    """Workers each pool is worth, and how many waiting tasks no pool can run.
+
+    Running tasks count for the pool they belong to, not for the worker that
+    runs them: a task without restrictions running on a GPU worker keeps the
+    default pool, not the GPU pool, busy.
+    """
+    seconds = {o.pool: 0.0 for o in offers}
+    tasks = {o.pool: 0 for o in offers}
+    waiting_tasks = {o.pool: 0 for o in offers}
+    stranded = 0
+    for group, is_waiting in [
+        *((w, True) for w in waiting),
+        *((r, False) for r in running),
+    ]:
+        pool = route(group.restrictions, offers, default)
+        if pool is None:
+            stranded += group.tasks if is_waiting else 0
+            continue
+        seconds[pool] += group.seconds
+        tasks[pool] += group.tasks
+        waiting_tasks[pool] += group.tasks if is_waiting else 0
+    targets = {}
+    for offer in offers:
+        threads = math.ceil(seconds[offer.pool] / target_duration)
+        threads = min(threads, tasks[offer.pool])  # a thread per task at most
+        workers = math.ceil(threads / max(offer.threads, 1))
+        if waiting_tasks[offer.pool] and workers == 0:
+            workers = 1
+        pool_memory = memory.get(offer.pool, PoolMemory())
+        if pool_memory.limit > 0 and pool_memory.used > 0.6 * pool_memory.limit:
+            workers = max(workers, 2 * pool_memory.workers)
+        targets[offer.pool] = workers
+    return targets, stranded

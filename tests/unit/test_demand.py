@@ -1,0 +1,81 @@
+"""Which pool a task needs, and each pool's target: tables, pure."""
+
+from __future__ import annotations
+
+import pytest
+
+from hpcdask.demand import Offer, PoolMemory, Work, pool_targets, route
+
+CPU = Offer("cpu", {}, threads=4, cores=4)
+GPU = Offer("gpu", {"GPU": 1}, threads=4, cores=4, gpus=1)
+BIG_GPU = Offer("gpu2", {"GPU": 2, "MEM": 512}, threads=8, cores=8, gpus=2)
+POOLS = [CPU, GPU, BIG_GPU]
+
+
+@pytest.mark.parametrize(
+    ("restrictions", "pool"),
+    [
+        ({}, "cpu"),  # unrestricted: the default pool
+        ({"GPU": 1}, "gpu"),  # both GPU pools fit: the cheaper
+        ({"GPU": 2}, "gpu2"),  # only the big one has two per worker
+        ({"GPU": 0.5}, "gpu"),
+        ({"MEM": 100}, "gpu2"),
+        ({"GPU": 4}, None),  # nobody
+        ({"FPGA": 1}, None),
+    ],
+)
+def test_a_task_goes_to_the_cheapest_pool_that_runs_it(
+    restrictions: dict[str, float], pool: str | None
+) -> None:
+    assert route(restrictions, POOLS, default="cpu") == pool
+
+
+def test_equal_cost_keeps_the_pool_added_first() -> None:
+    twin = Offer("gpu-b", {"GPU": 1}, threads=4, cores=4, gpus=1)
+    assert route({"GPU": 1}, [CPU, GPU, twin], "cpu") == "gpu"
+    assert route({"GPU": 1}, [CPU, twin, GPU], "cpu") == "gpu-b"
+
+
+def targets(waiting: list[Work], running: list[Work] = [], **memory: PoolMemory):  # type: ignore[no-untyped-def]  # noqa: B006
+    return pool_targets(waiting, running, memory, POOLS, "cpu", target_duration=5.0)
+
+
+@pytest.mark.parametrize(
+    ("waiting", "running", "expected"),
+    [
+        # nothing to do: every pool to zero
+        ([], [], {"cpu": 0, "gpu": 0, "gpu2": 0}),
+        # 80 CPU tasks of 1 s: 16 threads' worth over 5 s, 4 workers of 4
+        ([Work({}, 80, 80.0)], [], {"cpu": 4, "gpu": 0, "gpu2": 0}),
+        # a GPU-only backlog grows only the GPU pool
+        ([Work({"GPU": 1}, 40, 400.0)], [], {"cpu": 0, "gpu": 10, "gpu2": 0}),
+        # one short waiting task still asks one worker of its pool
+        ([Work({"GPU": 2}, 1, 0.1)], [], {"cpu": 0, "gpu": 0, "gpu2": 1}),
+        # a thread per task at most: 3 long tasks, one worker of 4 threads
+        ([Work({}, 3, 3000.0)], [], {"cpu": 1, "gpu": 0, "gpu2": 0}),
+        # unrestricted work running on GPU workers keeps the CPU pool busy,
+        # not the GPU pool
+        ([], [Work({}, 8, 40.0)], {"cpu": 2, "gpu": 0, "gpu2": 0}),
+        # both phases at once
+        (
+            [Work({}, 40, 40.0), Work({"GPU": 1}, 8, 80.0)],
+            [Work({"GPU": 1}, 4, 20.0)],
+            {"cpu": 2, "gpu": 3, "gpu2": 0},
+        ),
+    ],
+)
+def test_each_pool_is_sized_by_the_work_only_it_can_run(
+    waiting: list[Work], running: list[Work], expected: dict[str, int]
+) -> None:
+    assert targets(waiting, running) == (expected, 0)
+
+
+def test_tasks_no_pool_can_run_are_counted_not_sized() -> None:
+    assert targets([Work({"TPU": 1}, 5, 50.0)]) == ({"cpu": 0, "gpu": 0, "gpu2": 0}, 5)
+
+
+def test_a_pool_short_of_memory_doubles() -> None:
+    full = PoolMemory(workers=3, used=7e9, limit=10e9)
+    assert targets([], [], gpu=full)[0]["gpu"] == 6
+    roomy = PoolMemory(workers=3, used=5e9, limit=10e9)
+    assert targets([], [], gpu=roomy)[0]["gpu"] == 0
