@@ -22,6 +22,7 @@ from distributed.core import Status
 from hpcdask.errors import BatchCommandError, JobSubmissionError
 from hpcdask.jobs import JobTable, wait_until_ended
 from hpcdask.models import ClusterTag, JobRecord, ScaleDecision
+from hpcdask.options import JobOptions
 
 __all__ = ["BatchJob", "Fleet", "JobSpec", "SchedulerActions", "cancel_unknown"]
 
@@ -73,7 +74,146 @@ class SchedulerActions(Protocol):
         ...
 
 
-class Fleet:
+class QueueSync:
+    """Makes the queue hold a set of wanted jobs: submits the missing ones (in
+    job arrays, shielded from cancelled callers) and cancels the unwanted,
+    their workers retired first. :class:`Fleet` decides what is wanted.
+    """
+
+    def __init__(
+        self,
+        table: JobTable,
+        render: Callable[[list[str]], str],
+        scheduler: SchedulerActions,
+        tag: ClusterTag | None,
+        pool: str,
+        options: JobOptions | None,
+    ) -> None:
+        self.table = table
+        self.render = render
+        self.scheduler = scheduler
+        self.tag = tag
+        self.pool = pool
+        self.options = options
+        #: job name -> spec: the jobs the cluster wants (SpecCluster's worker_spec)
+        self.wanted: dict[str, JobSpec] = {}
+        #: job name -> handle of a submitted job (SpecCluster's workers)
+        self.handles: dict[str, BatchJob] = {}
+        #: jobs being retired or cancelled, no longer wanted
+        self.leaving: set[str] = set()
+        self.closing = False
+        #: a submission failed in a way that may have queued its job all the
+        #: same: look for the cluster's tag in the queue when it closes
+        self.unconfirmed = False
+        #: names being submitted, and the submissions under way
+        self._in_flight: set[str] = set()
+        self._submissions: set[asyncio.Future[None]] = set()
+        self._lock = asyncio.Lock()
+        self._sync_waiting: asyncio.Future[None] | None = None
+
+    # -- making the queue agree ------------------------------------------------
+
+    def sync(self) -> asyncio.Future[None]:
+        """Submit and cancel until the queue holds the wanted jobs; calls made
+        while one is waiting share it."""
+        if self._sync_waiting is None:
+            self._sync_waiting = asyncio.ensure_future(self._sync())
+        return self._sync_waiting
+
+    async def _sync(self) -> None:
+        async with self._lock:
+            self._sync_waiting = None
+            # submit first: new jobs queue while old ones hand their data over
+            busy = self.handles.keys() | self._in_flight
+            to_open = [n for n in self.wanted if n not in busy]
+            to_close = [n for n in self.handles if n not in self.wanted]
+            try:
+                if to_open:
+                    await self._start(to_open)
+            finally:
+                if to_close:
+                    await self._stop(to_close)
+
+    async def _start(self, names: list[str]) -> None:
+        """Submit jobs for ``names``: job arrays where the system has them (as
+        large as the site allows), else one job per submission.
+
+        The submissions are shielded: when the caller is cancelled (a tick
+        stopped by ``close()``, ``scale()`` or a new ``adapt()``), they finish
+        all the same and their jobs are recorded, so nothing is queued unseen.
+        """
+        backend = self.table.backend
+        size = await backend.max_array_size() if len(names) > 1 else 1
+        batches = [names[i : i + size] for i in range(0, len(names), size)]
+        self._in_flight.update(names)
+        task = asyncio.ensure_future(self._submit(batches))
+        self._submissions.add(task)
+        task.add_done_callback(self._submissions.discard)
+        await asyncio.shield(task)
+
+    async def _submit(self, batches: list[list[str]]) -> None:
+        try:
+            results = await asyncio.gather(
+                *(self._submit_batch(batch) for batch in batches),
+                return_exceptions=True,
+            )
+        finally:
+            self._in_flight.difference_update(n for b in batches for n in b)
+        errors: list[BaseException] = []
+        for batch, result in zip(batches, results, strict=True):
+            if isinstance(result, BaseException):
+                for name in batch:
+                    self.wanted.pop(name, None)
+                errors.append(result)
+                continue
+            for record in result:
+                self.handles[record.name] = BatchJob(record)
+            ids = ", ".join(r.job_id for r in result)
+            logger.info("submitted %d job(s): %s", len(result), ids)
+        if any(_may_have_queued(e) for e in errors):
+            # a submission that timed out may still have queued its job: find
+            # it by the cluster's tag
+            self.unconfirmed = True
+            await cancel_unknown(self.table, self.tag)
+        if errors:
+            raise errors[0]
+
+    async def _submit_batch(self, names: list[str]) -> list[JobRecord]:
+        script = self.render(names)
+        return await self.table.submit(names, script, self.pool, self.options)
+
+    async def submissions_done(self) -> None:
+        """Wait for the submissions under way (started by a cancelled caller)."""
+        if self._submissions:
+            await asyncio.gather(*self._submissions, return_exceptions=True)
+
+    def forget_all(self) -> None:
+        """The cluster has closed: no job is wanted or held any more."""
+        self.wanted.clear()
+        self.handles.clear()
+
+    async def _stop(self, names: list[str]) -> None:
+        records = [self.table.records[n] for n in names if n in self.table.records]
+        if not self.closing:
+            # hand the workers' data over before their jobs go
+            worker_names = [w for r in records for w in r.workers]
+            if worker_names:
+                await self.scheduler.retire(worker_names)
+        try:
+            await self.table.cancel(records)
+        except BatchCommandError:
+            if not self.closing:
+                raise  # the handles stay: the next sync cancels them again
+            # closing: the job manager reports what is left, and how to cancel it
+        for name in names:
+            job = self.handles.pop(name, None)
+            if job is not None:
+                await job.close()
+        if self.closing:
+            await wait_until_ended(self.table, records, timeout=15)
+
+
+class Fleet(QueueSync):
     """The wanted jobs of one cluster and the handles of those submitted.
 
     Parameters
@@ -92,6 +232,9 @@ class Fleet:
         what the fleet asks of the scheduler (retire, drain).
     tag
         the cluster's tag, stored with its jobs in the queue.
+    pool
+        the worker pool whose jobs these are ("": the cluster's default pool),
+        with its ``options`` (which name the jobs' log files).
     """
 
     def __init__(
@@ -102,34 +245,18 @@ class Fleet:
         suffixes: list[str],
         scheduler: SchedulerActions,
         tag: ClusterTag | None = None,
+        pool: str = "",
+        options: JobOptions | None = None,
     ) -> None:
-        self.table = table
-        self.render = render
+        super().__init__(table, render, scheduler, tag, pool, options)
         self.name = name
-        self.scheduler = scheduler
-        self.tag = tag
-        #: job name -> spec: the jobs the cluster wants (SpecCluster's worker_spec)
-        self.wanted: dict[str, JobSpec] = {}
-        #: job name -> handle of a submitted job (SpecCluster's workers)
-        self.handles: dict[str, BatchJob] = {}
-        #: jobs being retired or cancelled, no longer wanted
-        self.leaving: set[str] = set()
         #: replace a job that ended while wanted (off while adapting: the
         #: policy decides)
         self.replace_ended = True
-        self.closing = False
-        #: a submission failed in a way that may have queued its job all the
-        #: same: look for the cluster's tag in the queue when it closes
-        self.unconfirmed = False
         self._spec: JobSpec = {"cls": BatchJob, "options": {}}
         if suffixes != [""]:
             self._spec["group"] = list(suffixes)
         self._counter = 0
-        #: names being submitted, and the submissions under way
-        self._in_flight: set[str] = set()
-        self._submissions: set[asyncio.Future[None]] = set()
-        self._lock = asyncio.Lock()
-        self._sync_waiting: asyncio.Future[None] | None = None
 
     # -- the wanted set --------------------------------------------------------
 
@@ -226,103 +353,6 @@ class Fleet:
             self.leaving.difference_update(
                 [name for name in self.leaving if name not in self.handles]
             )
-
-    # -- making the queue agree ------------------------------------------------
-
-    def sync(self) -> asyncio.Future[None]:
-        """Submit and cancel until the queue holds the wanted jobs; calls made
-        while one is waiting share it."""
-        if self._sync_waiting is None:
-            self._sync_waiting = asyncio.ensure_future(self._sync())
-        return self._sync_waiting
-
-    async def _sync(self) -> None:
-        async with self._lock:
-            self._sync_waiting = None
-            # submit first: new jobs queue while old ones hand their data over
-            busy = self.handles.keys() | self._in_flight
-            to_open = [n for n in self.wanted if n not in busy]
-            to_close = [n for n in self.handles if n not in self.wanted]
-            try:
-                if to_open:
-                    await self._start(to_open)
-            finally:
-                if to_close:
-                    await self._stop(to_close)
-
-    async def _start(self, names: list[str]) -> None:
-        """Submit jobs for ``names``: job arrays where the system has them (as
-        large as the site allows), else one job per submission.
-
-        The submissions are shielded: when the caller is cancelled (a tick
-        stopped by ``close()``, ``scale()`` or a new ``adapt()``), they finish
-        all the same and their jobs are recorded, so nothing is queued unseen.
-        """
-        backend = self.table.backend
-        size = await backend.max_array_size() if len(names) > 1 else 1
-        batches = [names[i : i + size] for i in range(0, len(names), size)]
-        self._in_flight.update(names)
-        task = asyncio.ensure_future(self._submit(batches))
-        self._submissions.add(task)
-        task.add_done_callback(self._submissions.discard)
-        await asyncio.shield(task)
-
-    async def _submit(self, batches: list[list[str]]) -> None:
-        try:
-            results = await asyncio.gather(
-                *(self.table.submit(batch, self.render(batch)) for batch in batches),
-                return_exceptions=True,
-            )
-        finally:
-            self._in_flight.difference_update(n for b in batches for n in b)
-        errors: list[BaseException] = []
-        for batch, result in zip(batches, results, strict=True):
-            if isinstance(result, BaseException):
-                for name in batch:
-                    self.wanted.pop(name, None)
-                errors.append(result)
-                continue
-            for record in result:
-                self.handles[record.name] = BatchJob(record)
-            ids = ", ".join(r.job_id for r in result)
-            logger.info("submitted %d job(s): %s", len(result), ids)
-        if any(_may_have_queued(e) for e in errors):
-            # a submission that timed out may still have queued its job: find
-            # it by the cluster's tag
-            self.unconfirmed = True
-            await cancel_unknown(self.table, self.tag)
-        if errors:
-            raise errors[0]
-
-    async def submissions_done(self) -> None:
-        """Wait for the submissions under way (started by a cancelled caller)."""
-        if self._submissions:
-            await asyncio.gather(*self._submissions, return_exceptions=True)
-
-    def forget_all(self) -> None:
-        """The cluster has closed: no job is wanted or held any more."""
-        self.wanted.clear()
-        self.handles.clear()
-
-    async def _stop(self, names: list[str]) -> None:
-        records = [self.table.records[n] for n in names if n in self.table.records]
-        if not self.closing:
-            # hand the workers' data over before their jobs go
-            worker_names = [w for r in records for w in r.workers]
-            if worker_names:
-                await self.scheduler.retire(worker_names)
-        try:
-            await self.table.cancel(records)
-        except BatchCommandError:
-            if not self.closing:
-                raise  # the handles stay: the next sync cancels them again
-            # closing: the job manager reports what is left, and how to cancel it
-        for name in names:
-            job = self.handles.pop(name, None)
-            if job is not None:
-                await job.close()
-        if self.closing:
-            await wait_until_ended(self.table, records, timeout=15)
 
 
 def _may_have_queued(error: BaseException) -> bool:

@@ -136,27 +136,35 @@ class JobTable:
 
     # -- I/O -------------------------------------------------------------------
 
-    async def submit(self, names: Sequence[str], script: str) -> list[JobRecord]:
-        """Queue the jobs ``names`` with one submission of ``script``.
+    async def submit(
+        self,
+        names: Sequence[str],
+        script: str,
+        pool: str = "",
+        options: JobOptions | None = None,
+    ) -> list[JobRecord]:
+        """Queue the jobs ``names`` of ``pool`` with one submission of ``script``.
 
         Several names need a system with job arrays (``script`` is then an array
-        script). Raises JobSubmissionError; the records then show FAILED.
+        script). ``options`` are the pool's (default: the table's), which name
+        the log files. Raises JobSubmissionError; the records then show FAILED.
         """
+        opts = options or self.options
         system = self.backend.system
         if len(names) > 1 and not system.supports_arrays:
             raise ValueError(f"{system.name} cannot submit {len(names)} jobs at once")
         now = time.time()
         submitting = JobStatus(JobState.SUBMITTING, submit_time=now)
-        records = [JobRecord(name, status=submitting) for name in names]
+        records = [JobRecord(name, status=submitting, pool=pool) for name in names]
         for record in records:
             self.records[record.name] = record
             if "$" in record.name:
                 pattern = name_pattern(record.name).pattern + r"(?:-\d+){0,2}"
                 self._patterns[record.name] = re.compile(pattern)
-        os.makedirs(self.log_directory, exist_ok=True)
+        os.makedirs(opts.log_directory, exist_ok=True)
         try:
             async with self._submit_slots:
-                base_id = await self.backend.submit(script, self.log_directory)
+                base_id = await self.backend.submit(script, opts.log_directory)
         except Exception:
             for record in records:
                 record.status = record.status._replace(state=JobState.FAILED)
@@ -167,9 +175,7 @@ class JobTable:
         for record, job_id in zip(records, ids, strict=True):
             record.job_id = job_id
             record.status = record.status._replace(state=JobState.PENDING)
-            record.stdout_path, record.stderr_path = system.log_paths(
-                self.options, job_id
-            )
+            record.stdout_path, record.stderr_path = system.log_paths(opts, job_id)
         return records
 
     async def poll(self) -> list[JobRecord]:
@@ -208,7 +214,9 @@ class JobTable:
                     record.status = record.status._replace(end_time=now)
                 ended.append(record)
                 self._note_ended(record)
-        self._report_long_pending(now)
+        report_long_pending(
+            self.live(), now, self.pending_report_after, self._pending_reported
+        )
         return ended
 
     def _note_ended(self, record: JobRecord) -> None:
@@ -218,25 +226,6 @@ class JobTable:
             self.failed_records.append(record)
             logger.error("%s", failure)
         self.on_ended(record)
-
-    def _report_long_pending(self, now: float) -> None:
-        """Say once per job when it has been pending for long, and why."""
-        for record in self.live():
-            submitted = record.status.submit_time
-            if (
-                record.state in QUEUED
-                and record.name not in self._pending_reported
-                and record.workers_seen == 0
-                and submitted is not None
-                and now - submitted > self.pending_report_after
-            ):
-                self._pending_reported.add(record.name)
-                logger.warning(
-                    "job %s pending for %.0f s: %s",
-                    record.job_id,
-                    now - submitted,
-                    record.status.reason or record.state.value,
-                )
 
     async def cancel(self, records: Iterable[JobRecord], attempts: int = 4) -> None:
         """Cancel jobs with one command.
@@ -295,6 +284,29 @@ async def wait_until_ended(
         await asyncio.sleep(interval)
         await table.poll()
     return True
+
+
+def report_long_pending(
+    live: Iterable[JobRecord], now: float, after: float, reported: set[str]
+) -> None:
+    """Say once per job (``reported`` holds those said) when it has been
+    queued for more than ``after`` seconds, and why."""
+    for record in live:
+        submitted = record.status.submit_time
+        if (
+            record.state in QUEUED
+            and record.name not in reported
+            and record.workers_seen == 0
+            and submitted is not None
+            and now - submitted > after
+        ):
+            reported.add(record.name)
+            logger.warning(
+                "job %s pending for %.0f s: %s",
+                record.job_id,
+                now - submitted,
+                record.status.reason or record.state.value,
+            )
 
 
 def stderr_tail(path: str, lines: int = 20) -> list[str]:

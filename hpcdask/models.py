@@ -156,6 +156,8 @@ class JobRecord:
     earlier_runs: float = 0.0
     #: how often the queue requeued the job
     requeues: int = 0
+    #: the worker pool the job belongs to ("": the cluster's default pool)
+    pool: str = ""
 
     @property
     def state(self) -> JobState:
