@@ -32,6 +32,11 @@ class Scalable(Protocol):
         """Carry ``decision`` out."""
         ...
 
+    def limits(self, params: PolicyParams) -> PolicyParams:
+        """``params`` as they hold for this tick (a pool's share of the
+        cluster's maximum; unchanged for a cluster of one pool)."""
+        ...
+
 
 class AdaptiveJobs:
     """Queue-aware adaptive scaling, one decision every ``interval`` seconds.
@@ -40,8 +45,12 @@ class AdaptiveJobs:
     as for distributed's ``Adaptive``.
     """
 
-    def __init__(self, target: Scalable, params: PolicyParams, interval: float) -> None:
+    def __init__(
+        self, target: Scalable, params: PolicyParams, interval: float, label: str = ""
+    ) -> None:
         self.target = target
+        #: the pool this loop scales, in its log lines ("": the only one)
+        self.label = label
         self.params = params
         self.interval = interval
         self.state = PolicyState(failures_forgiven_until=time.time())
@@ -84,10 +93,12 @@ class AdaptiveJobs:
         """One round: snapshot, decide, apply."""
         now = time.time()
         snapshot = self.target.snapshot(now)
-        decision, self.state = decide(snapshot, self.state, now, self.params)
+        params = self.target.limits(self.params)
+        decision, self.state = decide(snapshot, self.state, now, params)
         self.ticks += 1
         if decision.reason and decision.reason != self.last_decision.reason:
-            logger.info("adaptive: %s", decision.reason)
+            where = f" ({self.label})" if self.label else ""
+            logger.info("adaptive%s: %s", where, decision.reason)
         self.last_decision = decision
         if not decision.is_noop:
             await self.target.apply(decision)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from distributed.scheduler import Scheduler
@@ -27,21 +27,26 @@ from hpcdask.adaptive import AdaptiveJobs
 from hpcdask.compat import DEPRECATION, DummyJob
 from hpcdask.config import (
     AdaptArguments,
-    adaptive_settings,
     cluster_settings,
     resolve_job_options,
     scheduler_job_config,
 )
-from hpcdask.cost import Usage
 from hpcdask.dashboard import HPCDashboard
 from hpcdask.deploy import JobSpecCluster
-from hpcdask.errors import InvalidOptionError, JobFailedError
+from hpcdask.errors import InvalidOptionError
 from hpcdask.handle import ClusterHandle
 from hpcdask.jobmode import resolve_scheduler_in
 from hpcdask.manager import JobManager
 from hpcdask.noise import LOGGERS
-from hpcdask.options import JobOptions
+from hpcdask.pools import (
+    check_pool_name,
+    checked_pools,
+    pool_key,
+    pool_options,
+    pool_settings,
+)
 from hpcdask.profiles import load_profile
+from hpcdask.schedulerargs import scheduler_options
 from hpcdask.security import (
     CredentialFiles,
     credentials_directory,
@@ -51,13 +56,11 @@ from hpcdask.security import (
 )
 from hpcdask.view import (
     dashboard_host,
-    jobs_frame,
 )
 
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    import pandas
     from typing_extensions import Unpack
 
 _Cluster = TypeVar("_Cluster", bound="HPCCluster")
@@ -98,6 +101,9 @@ class HPCCluster(JobSpecCluster):
         turns TLS off, with a logged warning. See :mod:`hpcdask.security`.
     asynchronous, loop
         as for every Dask cluster.
+    pools
+        more worker pools, by name: each a mapping of job options, as for
+        :meth:`add_pool`.
     **job_kwargs
         job options, see :func:`hpcdask.config.resolve_job_options`; among them
         ``shared_temp_directory``, where the workers' TLS files are written
@@ -125,6 +131,7 @@ class HPCCluster(JobSpecCluster):
         scheduler_in: str | None = None,
         scheduler_job: dict[str, object] | None = None,
         cluster_name: str | None = None,
+        pools: Mapping[str, Mapping[str, Any]] | None = None,
         **job_kwargs: object,
     ) -> None:
         # scheduler_in="job" made a handle in __new__ instead
@@ -149,6 +156,10 @@ class HPCCluster(JobSpecCluster):
         self.backend = self.manager.backend
         self.table = self.manager.table
         self._initial_jobs = self.manager.jobs_for(n_workers)
+        self._job_kwargs, self._security = dict(job_kwargs), security
+        self._adapt_arguments: AdaptArguments | None = None
+        for pool, pool_kwargs in checked_pools(pools).items():
+            self.add_pool(pool, **pool_kwargs)
         # the dashboard's /hpc page and its history (hpcdask.dashboard)
         prefix = opts.scheduler_options.get("http_prefix")
         self._dashboard = HPCDashboard(self.view, str(prefix) if prefix else None)
@@ -172,45 +183,29 @@ class HPCCluster(JobSpecCluster):
 
     # -- what users call --------------------------------------------------------
 
-    def job_script(self) -> str:
-        """The script the next job would be submitted with."""
-        return self.manager.render([self.manager.fleet.next_name()])
+    def add_pool(self, name: str, **options: Any) -> None:
+        """Add a worker pool: jobs of their own shape in this cluster.
 
-    def jobs(self) -> pandas.DataFrame:
-        """The cluster's jobs as a pandas DataFrame, like ``squeue`` for it."""
-        return jobs_frame(self.view().jobs)
+        ``options`` are job options (``queue``, ``cores``, ``memory``,
+        ``processes``, ``gpus``, ``resources``, ``walltime``, ...); what a job
+        holds comes from them or config, the rest from the cluster's own
+        arguments (see :mod:`hpcdask.pools`). Tasks that ask for resources only
+        this pool's workers offer (``client.submit(f, resources={"GPU": 1})``)
+        run there, and adaptive scaling grows this pool for them.
+        """
+        pool = check_pool_name(name)
+        opts = pool_options(
+            self.job_options.system, self._job_kwargs, self.job_options, pool, options
+        )
+        self.manager.pools.add(pool, secure_job_options(opts, self._security))
+        if self.manager.adaptive is not None and self._adapt_arguments is not None:
+            self.adapt(**self._adapt_arguments)  # the new pool joins
 
     @property
     def _dummy_job(self) -> DummyJob:
         """dask-jobqueue's job object, for code written for it (deprecated)."""
         warnings.warn(DEPRECATION, FutureWarning, stacklevel=2)
         return DummyJob(self.job_options, self.backend.system, self.job_script)
-
-    @property
-    def failures(self) -> list[JobFailedError]:
-        """Jobs that ended before their workers connected, oldest first."""
-        return list(self.table.failures)
-
-    def usage(self, now: float | None = None) -> Usage:
-        """What the cluster's jobs have been charged so far, and the burn rate.
-
-        Each job is charged from the start time the queue reported to its end
-        time, or to ``now`` while it runs, for the cores, nodes and GPUs its
-        directives ask for; jobs that never started cost nothing.
-
-        Parameters
-        ----------
-        now
-            POSIX time to charge running jobs up to; the current time if omitted.
-
-        Returns
-        -------
-        hpcdask.cost.Usage
-            ``core_hours``, ``node_hours``, ``gpu_hours``, the resources running
-            jobs hold now (``cores_in_use``, the burn rate in core-hours per
-            hour) and a charge per job.
-        """
-        return self.manager.usage(now)
 
     @classmethod
     def from_profile(cls: type[_Cluster], name: str, **kwargs: object) -> _Cluster:
@@ -252,14 +247,17 @@ class HPCCluster(JobSpecCluster):
         cores: int | None = None,
         *,
         jobs: int = 0,
+        pool: str | None = None,
     ) -> Awaitable[None] | None:
-        """Ask for ``n`` workers, ``jobs`` jobs, or enough for ``cores``/``memory``.
+        """Ask for ``n`` workers, ``jobs`` jobs, or enough for ``cores``/``memory``
+        (of ``pool``; default: the default pool).
 
         Whole jobs only: with ``processes=4``, ``scale(6)`` asks for two jobs.
         Called from a user's thread, it waits until the jobs are submitted and
         raises the queue's error if a submission is refused.
         """
-        self.manager.scale_to(self.manager.jobs_for(n, memory, cores, jobs))
+        key = pool_key(pool)
+        self.manager.scale_to(self.manager.jobs_for(n, memory, cores, jobs, key), key)
         return self._sync_jobs()
 
     def adapt(  # type: ignore[override]
@@ -277,9 +275,12 @@ class HPCCluster(JobSpecCluster):
         unknown = set(arguments) - set(AdaptArguments.__annotations__)
         if unknown:
             raise TypeError(f"unexpected argument(s): {', '.join(sorted(unknown))}")
-        settings = adaptive_settings(self.job_options, **arguments)
-        adaptive = self.manager.adapt(settings)
-        self._io_loop.add_callback(adaptive.start)
+        pools = self.manager.pools
+        options = {key: pool.options for key, pool in pools.items()}
+        settings, cluster_maximum = pool_settings(options, arguments)
+        adaptive = pools.adapt(settings, cluster_maximum)
+        self._adapt_arguments = arguments
+        self._io_loop.add_callback(pools.start_adaptive)
         return adaptive
 
     async def _close(self) -> None:
@@ -312,49 +313,6 @@ class HPCCluster(JobSpecCluster):
             ntasks=ntasks,
             **options,
         )
-
-
-def scheduler_options(
-    opts: JobOptions, security: Security | None, dashboard: HPCDashboard
-) -> dict[str, object]:
-    """The scheduler's keyword arguments: the dashboard on 127.0.0.1:8787 with
-    the ``/hpc`` page, the protocol and TLS, then the user's
-    ``scheduler_options``.
-
-    The dashboard has no login and shows every worker's logs and call stacks:
-    on a shared login node it listens on the loopback address only (reach it
-    through jupyter-server-proxy or an ssh tunnel); an address that listens on
-    every interface is logged as a warning.
-    """
-    options: dict[str, object] = {
-        "dashboard_address": "127.0.0.1:8787",
-        "protocol": opts.protocol,
-        "security": security,
-    }
-    # dask-jobqueue's meaning: interface is the workers' and the scheduler's,
-    # unless scheduler_options chooses the scheduler's own address
-    if opts.interface and not {"host", "interface"} & set(opts.scheduler_options):
-        options["interface"] = opts.interface
-    options.update(opts.scheduler_options)
-    plugins = opts.scheduler_options.get("plugins") or []
-    if not isinstance(plugins, (list, tuple)):
-        raise InvalidOptionError(
-            "scheduler_options",
-            dict(opts.scheduler_options),
-            "plugins: expected a list",
-        )
-    options["plugins"] = [*plugins, dashboard]
-    address = str(options["dashboard_address"])
-    if options.get("dashboard", True) is not False and dashboard_host(address) is None:
-        logger.warning(_PUBLIC_DASHBOARD, address)
-    return options
-
-
-_PUBLIC_DASHBOARD = (
-    "the dashboard listens on every interface (dashboard_address=%r): anyone who "
-    "can reach this host can read your workers' logs and call stacks there. Keep "
-    "the default 127.0.0.1 and use jupyter-server-proxy or an ssh tunnel."
-)
 
 
 class SLURMCluster(HPCCluster):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypedDict, TypeVar
 
@@ -200,7 +200,8 @@ class AdaptArguments(TypedDict, total=False):
     finish in (``distributed.adaptive.target-duration``; it grows to the
     observed time a new job takes to bring a worker); ``wait_count`` as for
     distributed's ``Adaptive``: a surplus must last this many intervals before
-    queued jobs are cancelled (default: 2 s worth).
+    queued jobs are cancelled (default: 2 s worth). ``pools`` bounds worker
+    pools in jobs, ``{"gpu": (0, 2)}`` (see :func:`hpcdask.pools.pool_settings`).
     """
 
     minimum: int | None
@@ -216,6 +217,7 @@ class AdaptArguments(TypedDict, total=False):
     max_pending_jobs: int | None
     target_duration: str | float | None
     wait_count: int | None
+    pools: Mapping[str, Sequence[int]]
 
 
 def adaptive_settings(

@@ -29,6 +29,7 @@ __all__ = [
     "job_resources",
     "measure_usage",
     "parse_job_resources",
+    "total_usage",
 ]
 
 
@@ -146,6 +147,20 @@ def measure_usage(
         nodes_in_use=in_use * resources.nodes,
         gpus_in_use=in_use * resources.gpus,
         jobs=tuple(charges),
+    )
+
+
+def total_usage(usages: Iterable[Usage]) -> Usage:
+    """Several pools' usage as one (their jobs' charges together)."""
+    parts = list(usages)
+    return Usage(
+        core_hours=sum(u.core_hours for u in parts),
+        node_hours=sum(u.node_hours for u in parts),
+        gpu_hours=sum(u.gpu_hours for u in parts),
+        cores_in_use=sum(u.cores_in_use for u in parts),
+        nodes_in_use=sum(u.nodes_in_use for u in parts),
+        gpus_in_use=sum(u.gpus_in_use for u in parts),
+        jobs=tuple(charge for u in parts for charge in u.jobs),
     )
 
 

@@ -20,14 +20,18 @@ Each pool's target is then reckoned as the scheduler reckons its adaptive
 target, over that pool's own work: seconds of work waiting and running, over
 the target duration, in threads, at most one thread per task, in whole
 workers, at least one while a task waits; twice the pool's workers when their
-memory is more than 60% used.
+memory is more than 60% used; and, as the scheduler keeps workers when it
+scales down, enough to hold the data the pool's workers keep (twice its size
+in memory) unless other pools' workers have room for it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from hpcdask.models import PolicyParams
 
 __all__ = [
     "GPU_COST",
@@ -36,6 +40,7 @@ __all__ = [
     "Work",
     "pool_targets",
     "route",
+    "share_of_maximum",
 ]
 
 #: a GPU costs as much as this many cores when pools are compared for a task
@@ -130,8 +135,37 @@ def pool_targets(
         workers = math.ceil(threads / max(offer.threads, 1))
         if waiting_tasks[offer.pool] and workers == 0:
             workers = 1
-        pool_memory = memory.get(offer.pool, PoolMemory())
-        if pool_memory.limit > 0 and pool_memory.used > 0.6 * pool_memory.limit:
-            workers = max(workers, 2 * pool_memory.workers)
+        own = memory.get(offer.pool, PoolMemory())
+        if own.limit > 0 and own.used > 0.6 * own.limit:
+            workers = max(workers, 2 * own.workers)
+        workers = max(workers, _keepers(offer.pool, memory))
         targets[offer.pool] = workers
     return targets, stranded
+
+
+def _keepers(pool: str, memory: Mapping[str, PoolMemory]) -> int:
+    """Workers ``pool`` keeps for the data its workers hold, as the scheduler
+    keeps workers on scale-down (memory at least twice the data): none when the
+    other pools' workers have room for it, else as many as hold it."""
+    own = memory.get(pool, PoolMemory())
+    if own.used <= 0 or own.workers == 0:
+        return 0
+    room = sum(m.limit - 2 * m.used for p, m in memory.items() if p != pool)
+    if room >= 2 * own.used:
+        return 0
+    per_worker = own.limit / own.workers
+    return min(own.workers, max(1, math.ceil(2 * own.used / per_worker)))
+
+
+def share_of_maximum(
+    params: PolicyParams, cluster_maximum: int | None, jobs_elsewhere: int
+) -> PolicyParams:
+    """One pool's policy knobs under a cluster-wide ``maximum_jobs``: at most
+    what the other pools' live jobs leave of it (and never below the pool's
+    own minimum, which the user asked for)."""
+    if cluster_maximum is None:
+        return params
+    room = max(cluster_maximum - jobs_elsewhere, params.minimum_jobs)
+    if room >= params.maximum_jobs:
+        return params
+    return replace(params, maximum_jobs=room)

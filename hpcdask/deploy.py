@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from distributed.comm.addressing import get_address_host
 from distributed.core import Status
@@ -26,10 +27,22 @@ from tornado.ioloop import IOLoop
 
 from hpcdask.adaptive import AdaptiveJobs
 from hpcdask.config import repr_interval
+from hpcdask.cost import Usage
+from hpcdask.errors import JobFailedError
 from hpcdask.fleet import BatchJob, JobSpec
 from hpcdask.manager import JobManager
-from hpcdask.view import ClusterView, copied, dashboard_link_for, hpc_page_link
+from hpcdask.pools import pool_key
+from hpcdask.view import (
+    ClusterView,
+    copied,
+    dashboard_link_for,
+    hpc_page_link,
+    jobs_frame,
+)
 from hpcdask.widget import cluster_widget, render_html
+
+if TYPE_CHECKING:
+    import pandas
 
 __all__ = ["JobSpecCluster"]
 
@@ -57,7 +70,10 @@ class JobSpecCluster(SpecCluster):
 
     @property
     def worker_spec(self) -> dict[str, JobSpec]:
-        return self.manager.fleet.wanted
+        fleets = self.manager.pools.fleets()
+        if len(fleets) == 1:
+            return fleets[0].wanted
+        return {k: v for fleet in fleets for k, v in fleet.wanted.items()}
 
     @worker_spec.setter
     def worker_spec(self, value: dict[str, JobSpec]) -> None:
@@ -65,7 +81,10 @@ class JobSpecCluster(SpecCluster):
 
     @property
     def workers(self) -> dict[str, BatchJob]:
-        return self.manager.fleet.handles
+        fleets = self.manager.pools.fleets()
+        if len(fleets) == 1:
+            return fleets[0].handles
+        return {k: v for fleet in fleets for k, v in fleet.handles.items()}
 
     @workers.setter
     def workers(self, value: dict[str, BatchJob]) -> None:
@@ -94,6 +113,47 @@ class JobSpecCluster(SpecCluster):
             link,
             now,
         )
+
+    def job_script(self, pool: str | None = None) -> str:
+        """The script the next job (of ``pool``, default: the default pool)
+        would be submitted with."""
+        chosen = self.manager.pools.get(pool_key(pool))
+        return self.manager.render_for(chosen.options, [chosen.fleet.next_name()])
+
+    def jobs(self) -> pandas.DataFrame:
+        """The cluster's jobs as a pandas DataFrame, like ``squeue`` for it."""
+        return jobs_frame(self.view().jobs)
+
+    @property
+    def failures(self) -> list[JobFailedError]:
+        """Jobs that ended before their workers connected, oldest first."""
+        return list(self.manager.table.failures)
+
+    def usage(self, now: float | None = None, pool: str | None = None) -> Usage:
+        """What the cluster's jobs have been charged so far, and the burn rate.
+
+        Each job is charged from the start time the queue reported to its end
+        time, or to ``now`` while it runs, for the cores, nodes and GPUs its
+        directives ask for; jobs that never started cost nothing.
+
+        Parameters
+        ----------
+        now
+            POSIX time to charge running jobs up to; the current time if omitted.
+        pool
+            one worker pool's charges only (``"default"`` for the default pool).
+
+        Returns
+        -------
+        hpcdask.cost.Usage
+            ``core_hours``, ``node_hours``, ``gpu_hours``, the resources running
+            jobs hold now (``cores_in_use``, the burn rate in core-hours per
+            hour) and a charge per job.
+        """
+        if pool is None:
+            return self.manager.usage(now)
+        label = self.manager.pools.get(pool_key(pool)).label
+        return self.manager.pools.usage_by_pool(now or time.time())[label]
 
     @property
     def dashboard_link(self) -> str:
@@ -147,9 +207,9 @@ class JobSpecCluster(SpecCluster):
     async def scale_down(self, workers: Iterable[str]) -> None:
         """Remove the jobs of ``workers`` (names or addresses), whole jobs only."""
         info = self.scheduler_info.get("workers", {})
-        self.manager.fleet.remove_jobs_of(
-            str(info[w]["name"]) if w in info else str(w) for w in workers
-        )
+        names = [str(info[w]["name"]) if w in info else str(w) for w in workers]
+        for fleet in self.manager.pools.fleets():
+            fleet.remove_jobs_of(names)
         await self._correct_state()
 
     # -- SpecCluster hooks ----------------------------------------------------------
@@ -171,7 +231,10 @@ class JobSpecCluster(SpecCluster):
             self._initial_jobs = 0
 
     def _correct_state(self) -> asyncio.Future[None]:
-        return self.manager.fleet.sync()
+        fleets = self.manager.pools.fleets()
+        if len(fleets) == 1:
+            return fleets[0].sync()
+        return asyncio.ensure_future(_all(fleet.sync() for fleet in fleets))
 
     def _update_worker_status(self, op: str, msg: Any) -> None:
         # The queue, not the worker list, decides when a job is gone: skip
@@ -224,3 +287,11 @@ class JobSpecCluster(SpecCluster):
 def _refuse_setting(name: str, value: object) -> None:
     if value:
         raise TypeError(f"{name} is the job manager's: use scale() or adapt()")
+
+
+async def _all(syncs: Iterable[Awaitable[None]]) -> None:
+    """Wait for every pool's sync; the first error raises, after all ended."""
+    results = await asyncio.gather(*syncs, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

@@ -103,13 +103,21 @@ class JobTable:
                 return self.records[name]
         return None
 
-    def failed_start_times(self) -> tuple[float, ...]:
-        """When each failed start ended."""
-        return tuple(r.status.end_time or 0.0 for r in self.failed_records)
+    def failed_start_times(self, pool: str | None = None) -> tuple[float, ...]:
+        """When each failed start (of ``pool``'s jobs, if given) ended."""
+        return tuple(
+            r.status.end_time or 0.0
+            for r in self.failed_records
+            if pool is None or r.pool == pool
+        )
 
-    def last_start(self) -> float | None:
-        """When a job last had its first worker connect."""
-        starts = [r.connected_time for r in self.records.values() if r.connected_time]
+    def last_start(self, pool: str | None = None) -> float | None:
+        """When a job (of ``pool``, if given) last had its first worker connect."""
+        starts = [
+            r.connected_time
+            for r in self.records.values()
+            if r.connected_time and (pool is None or r.pool == pool)
+        ]
         return max(starts) if starts else None
 
     def startup_time(self, recent: int = 20) -> float:

@@ -13,26 +13,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import secrets
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dask.utils import parse_bytes
-
 from hpcdask.adaptive import AdaptiveJobs
-from hpcdask.config import AdaptiveSettings, ClusterSettings
-from hpcdask.cost import Usage, job_resources, measure_usage
+from hpcdask.config import ClusterSettings
+from hpcdask.cost import JobResources, Usage, total_usage
 from hpcdask.errors import JobFailedError
 from hpcdask.fleet import Fleet, cancel_unknown
-from hpcdask.jobs import JobTable, worker_suffixes
+from hpcdask.jobs import JobTable
 from hpcdask.models import ClusterTag
 from hpcdask.network import workers_address
 from hpcdask.noise import SchedulerNoise
 from hpcdask.options import JobOptions
-from hpcdask.probe import ClusterScaling, SchedulerProbe
+from hpcdask.pools import DEFAULT_POOL
+from hpcdask.poolset import PoolSet
+from hpcdask.probe import SchedulerProbe
 from hpcdask.runner import host_name, process_started
 from hpcdask.script import render_job_script
 from hpcdask.systems import make_backend
@@ -85,31 +84,39 @@ class JobManager:
         self.backend = make_backend(opts, settings.command_timeout)
         if not self.backend.system.can_tag(opts):
             logger.warning(_UNTAGGED)
-        self.resources = job_resources(opts, self.backend.system)
         self.table = JobTable(
             self.backend,
             opts,
             settings.pending_report_after,
-            on_ended=lambda record: self.fleet.job_ended(record),
-            on_requeued=lambda record: self.fleet.job_requeued(record),
+            on_ended=lambda record: self.pools.get(record.pool).fleet.job_ended(record),
+            on_requeued=lambda r: self.pools.get(r.pool).fleet.job_requeued(r),
         )
         #: the scheduler's log records about workers this cluster retires
         self.noise = SchedulerNoise()
         self.probe = SchedulerProbe(
             self.table, opts.walltime, opts.threads_per_worker, self.noise.add
         )
-        self.fleet = Fleet(
-            self.table,
-            self.render,
-            opts.name,
-            worker_suffixes(opts),
-            self.probe,
-            self.tag,
-        )
-        self.adaptive: AdaptiveJobs | None = None
+        #: the worker pools (:mod:`hpcdask.pools`), the default one first
+        self.pools = PoolSet(self.table, self.probe, self.tag, self.render_for)
+        self.pools.add(DEFAULT_POOL, opts)
         self.scheduler_address = ""
         self._poll_task: asyncio.Task[None] | None = None
         self._failures_reported = 0
+
+    @property
+    def fleet(self) -> Fleet:
+        """The default pool's fleet."""
+        return self.pools.default.fleet
+
+    @property
+    def resources(self) -> JobResources:
+        """What one job of the default pool holds."""
+        return self.pools.default.resources
+
+    @property
+    def adaptive(self) -> AdaptiveJobs | None:
+        """The default pool's adaptive loop (each pool has its own)."""
+        return self.pools.default.adaptive
 
     # -- life ------------------------------------------------------------------
 
@@ -130,13 +137,14 @@ class JobManager:
     async def stop(self) -> None:
         """Before the cluster closes: no more polls or adaptive decisions; jobs
         that go now are waited for, not retired."""
-        self.stop_adaptive()
+        self.pools.stop_adaptive()
         if self._poll_task is not None:
             self._poll_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poll_task
         self.noise.closing = True
-        self.fleet.closing = True
+        for fleet in self.pools.fleets():
+            fleet.closing = True
 
     async def release(self) -> None:
         """Cancel every job of the cluster as it closes, within
@@ -145,7 +153,8 @@ class JobManager:
         not confirmed is found by the cluster's tag. What cannot be cancelled is
         logged with its ids and the command that will cancel it; nothing here
         raises."""
-        self.fleet.set_target(0)
+        for fleet in self.pools.fleets():
+            fleet.set_target(0)
         try:
             await asyncio.wait_for(self._release(), self.settings.close_timeout)
         except Exception as e:
@@ -153,7 +162,8 @@ class JobManager:
         else:
             problem = ""
         finally:
-            self.fleet.forget_all()
+            for fleet in self.pools.fleets():
+                fleet.forget_all()
         left = sorted(r.job_id for r in self.table.live() if r.job_id)
         if left or problem:
             logger.error(
@@ -165,9 +175,10 @@ class JobManager:
             )
 
     async def _release(self) -> None:
-        await self.fleet.submissions_done()
-        await self.fleet.sync()
-        if self.fleet.unconfirmed:
+        fleets = self.pools.fleets()
+        await asyncio.gather(*(fleet.submissions_done() for fleet in fleets))
+        await asyncio.gather(*(fleet.sync() for fleet in fleets))
+        if any(fleet.unconfirmed for fleet in fleets):
             await cancel_unknown(self.table, self.tag)
 
     # -- scaling ---------------------------------------------------------------
@@ -178,45 +189,15 @@ class JobManager:
         memory: str | int | None = None,
         cores: int | None = None,
         jobs: int = 0,
+        pool: str = DEFAULT_POOL,
     ) -> int:
-        """Whole jobs for ``n`` workers, ``cores`` or ``memory``, at least ``jobs``."""
-        opts = self.options
-        wanted = jobs
-        if n is not None:
-            wanted = max(wanted, math.ceil(n / opts.workers_per_job))
-        if memory is not None:
-            wanted = max(wanted, math.ceil(parse_bytes(memory) / opts.memory_per_job))
-        if cores is not None:
-            wanted = max(wanted, math.ceil(cores / opts.cores_per_job))
-        return wanted
+        """Whole jobs of ``pool`` for ``n`` workers, ``cores`` or ``memory``,
+        at least ``jobs``."""
+        return self.pools.get(pool).jobs_for(n, memory, cores, jobs)
 
-    def scale_to(self, jobs: int) -> None:
-        """Want ``jobs`` jobs; adaptive scaling, if on, stops."""
-        if self.adaptive is not None:
-            logger.info("scale() called: adaptive scaling stops")
-            self.stop_adaptive()
-        self.fleet.set_target(jobs)
-
-    def adapt(self, settings: AdaptiveSettings) -> AdaptiveJobs:
-        """Adaptive scaling with ``settings`` (from
-        :func:`hpcdask.config.adaptive_settings`), to be started in the event
-        loop."""
-        self.stop_adaptive()
-        self.fleet.replace_ended = False  # the policy decides
-        scaling = ClusterScaling(
-            self.probe,
-            self.fleet,
-            settings.target_duration,
-            settings.params.maximum_workers,
-        )
-        self.adaptive = AdaptiveJobs(scaling, settings.params, settings.interval)
-        return self.adaptive
-
-    def stop_adaptive(self) -> None:
-        if self.adaptive is not None:
-            self.adaptive.stop()
-            self.adaptive = None
-        self.fleet.replace_ended = True
+    def scale_to(self, jobs: int, pool: str = DEFAULT_POOL) -> None:
+        """Want ``jobs`` jobs of ``pool``; adaptive scaling, if on, stops."""
+        self.pools.scale_to(jobs, pool)
 
     # -- the queue -------------------------------------------------------------
 
@@ -253,10 +234,15 @@ class JobManager:
     # -- what is shown ---------------------------------------------------------
 
     def render(self, names: list[str]) -> str:
-        """The job script for the jobs ``names`` (an array for several)."""
+        """The job script for the default pool's jobs ``names`` (an array for
+        several)."""
+        return self.render_for(self.options, names)
+
+    def render_for(self, opts: JobOptions, names: list[str]) -> str:
+        """The job script for the jobs ``names`` with options ``opts``."""
         assert self.scheduler_address, "the cluster has not started"
         return render_job_script(
-            self.options,
+            opts,
             self.backend.system,
             self.scheduler_address,
             names,
@@ -267,10 +253,8 @@ class JobManager:
 
     def usage(self, now: float | None = None) -> Usage:
         """What the jobs have been charged up to ``now`` (see ``cluster.usage``)."""
-        records = list(self.table.records.values())
-        return measure_usage(
-            records, self.resources, time.time() if now is None else now
-        )
+        when = time.time() if now is None else now
+        return total_usage(self.pools.usage_by_pool(when).values())
 
     def view(
         self,

@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING
 
 from hpcdask.fleet import Fleet
 from hpcdask.jobs import JobTable
-from hpcdask.models import ClusterSnapshot, JobState, JobView, ScaleDecision
+from hpcdask.models import (
+    ClusterSnapshot,
+    JobState,
+    JobView,
+    PolicyParams,
+    ScaleDecision,
+)
 
 __all__ = [
     "UNMEASURED_SCAN_LIMIT",
@@ -87,24 +93,30 @@ class SchedulerProbe:
         target_duration: float = 5.0,
         unmeasured_limit: int = 0,
         leaving: Collection[str] = (),
+        pool: str | None = None,
+        target: int | None = None,
+        time_limit: float | None = None,
     ) -> ClusterSnapshot:
         """What the policy needs, from the scheduler and the job table; the
         jobs in ``leaving`` are being retired or cancelled.
 
         The target is the scheduler's ``adaptive_target``, raised to a thread per
         waiting task that was never timed (:func:`unmeasured_tasks`, at most
-        ``unmeasured_limit`` of them).
+        ``unmeasured_limit`` of them). For one ``pool`` of several, its jobs
+        only, with its ``target`` (:mod:`hpcdask.demand`) and walltime.
         """
         scheduler = self.scheduler
-        target = int(scheduler.adaptive_target(target_duration=target_duration))
-        if unmeasured_limit > 0:
-            unmeasured = unmeasured_tasks(scheduler, unmeasured_limit)
-            target = max(target, math.ceil(unmeasured / self.threads_per_worker))
+        if target is None:
+            target = int(scheduler.adaptive_target(target_duration=target_duration))
+            if unmeasured_limit > 0:
+                unmeasured = unmeasured_tasks(scheduler, unmeasured_limit)
+                target = max(target, math.ceil(unmeasured / self.threads_per_worker))
+        limit = time_limit or self.default_time_limit
         return ClusterSnapshot(
             target_workers=target,
-            jobs=tuple(self._job_views(now, leaving)),
-            failed_starts=self.table.failed_start_times(),
-            last_start=self.table.last_start(),
+            jobs=tuple(self._job_views(now, leaving, pool, limit)),
+            failed_starts=self.table.failed_start_times(pool),
+            last_start=self.table.last_start(pool),
             task_duration=task_duration(scheduler),
         )
 
@@ -117,11 +129,15 @@ class SchedulerProbe:
                 workers_of.setdefault(owner.name, []).append(ws)
         return workers_of
 
-    def _job_views(self, now: float, leaving: Collection[str]) -> Iterable[JobView]:
+    def _job_views(
+        self, now: float, leaving: Collection[str], pool: str | None, limit: float
+    ) -> Iterable[JobView]:
         # the scheduler's own worker list, not the (event-fed) job table, says
         # which workers exist and what they do right now
         workers_of = self._workers_of_jobs()
         for record in self.table.live():
+            if pool is not None and record.pool != pool:
+                continue
             workers = workers_of.get(record.name, [])
             idle = bool(workers) and all(
                 not ws.processing and ws.status.name in ("running", "paused")
@@ -136,7 +152,7 @@ class SchedulerProbe:
                 state=state,
                 submit_time=status.submit_time or now,
                 start_time=status.start_time or record.connected_time,
-                time_limit=status.time_limit or self.default_time_limit,
+                time_limit=status.time_limit or limit,
                 workers=len(workers),
                 idle=idle,
                 reason=status.reason,
@@ -237,6 +253,9 @@ class ClusterScaling:
         return self.probe.snapshot(
             now, duration, self.unmeasured_limit, self.fleet.leaving
         )
+
+    def limits(self, params: PolicyParams) -> PolicyParams:
+        return params
 
     async def apply(self, decision: ScaleDecision) -> None:
         await self.fleet.apply(decision)

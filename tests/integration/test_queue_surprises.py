@@ -344,7 +344,7 @@ def refused(host: str, port: int) -> bool:
 def test_the_dashboard_listens_on_loopback_only(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="hpcdask.cluster")
+    caplog.set_level(logging.WARNING, logger="hpcdask.schedulerargs")
     with dask.config.set({"hpcdask.slurm.scheduler-options": {}}):
         cluster = SLURMCluster(cores=1, memory="1GB")
     with cluster:

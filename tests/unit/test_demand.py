@@ -77,5 +77,23 @@ def test_tasks_no_pool_can_run_are_counted_not_sized() -> None:
 def test_a_pool_short_of_memory_doubles() -> None:
     full = PoolMemory(workers=3, used=7e9, limit=10e9)
     assert targets([], [], gpu=full)[0]["gpu"] == 6
-    roomy = PoolMemory(workers=3, used=5e9, limit=10e9)
-    assert targets([], [], gpu=roomy)[0]["gpu"] == 0
+    # half full: not doubled, but its data is kept (no other pool has room)
+    half = PoolMemory(workers=3, used=5e9, limit=10e9)
+    assert targets([], [], gpu=half)[0]["gpu"] == 3
+
+
+def test_a_pool_keeps_workers_for_its_data_unless_another_pool_has_room() -> None:
+    holding = PoolMemory(workers=4, used=3e9, limit=16e9)  # 4 GB a worker
+    # no other worker: two workers hold 6 GB of room for 3 GB of data
+    assert targets([], [], gpu=holding)[0]["gpu"] == 2
+    # the CPU pool has 10 GB free for it (twice the data: 6 GB): the GPU pool
+    # may go, its data moves
+    roomy_cpu = PoolMemory(workers=2, used=1e9, limit=12e9)
+    assert targets([], [], gpu=holding, cpu=roomy_cpu)[0] == {
+        "cpu": 0,
+        "gpu": 0,
+        "gpu2": 0,
+    }
+    # too little room elsewhere: the GPU pool keeps its two
+    full_cpu = PoolMemory(workers=1, used=1e9, limit=4e9)
+    assert targets([], [], gpu=holding, cpu=full_cpu)[0]["gpu"] == 2

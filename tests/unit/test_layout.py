@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "pooldemand": 2,
     "adaptive": 5, "manager": 5, "listing": 5, "widget": 5, "page": 5, "dashboard": 5,
     "launch": 5, "address": 5,
+    "schedulerargs": 5, "pools": 5, "poolscaling": 5, "poolset": 5,
     "deploy": 6, "cluster": 6, "handle": 6, "keeper": 6, "discovery": 6,
     "mpi": 6, "mpi.options": 6, "mpi.roles": 6, "mpi.logs": 6, "mpi.servers": 6,
     "mpi.control": 6, "mpi.slurm": 6, "mpi.plugins": 6, "mpi.scheduler": 6,

@@ -242,7 +242,7 @@ class _Owner:
 def test_interfaces(
     kwargs: dict[str, object], scheduler: dict[str, object], workers: str | None
 ) -> None:
-    from hpcdask.cluster import scheduler_options
+    from hpcdask.schedulerargs import scheduler_options
     from hpcdask.dashboard import HPCDashboard
 
     opts = options(**kwargs)
