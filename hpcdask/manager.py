@@ -268,20 +268,29 @@ class JobManager:
         """The view of the cluster; safe from any thread (it copies memory the
         event loop keeps current and never waits on the loop or the queue)."""
         adaptive = self.adaptive
+        when = time.time() if now is None else now
+        records = copied(lambda: list(self.table.records.values()))
+        connected = copied(lambda: list(workers.values()))
+        several = len(self.pools) > 1
         return build_view(
-            now=time.time() if now is None else now,
+            now=when,
             cluster_type=cluster_type,
             name=name,
             opts=self.options,
-            records=copied(lambda: list(self.table.records.values())),
+            records=records,
             shown=self.table.shown_status,
-            workers=copied(lambda: list(workers.values())),
+            workers=connected,
             planned=planned,
             adaptive=None if adaptive is None else adaptive.params,
             resources=self.resources,
             dashboard_link=dashboard_link,
             failures=self.table.failures,
             controller_error=self.table.controller_error,
+            usage=self.usage(when) if several else None,
+            pools=self.pools.rows(records, connected, when) if several else (),
+            pool_labels={k: p.label for k, p in self.pools.items()}
+            if several
+            else None,
         )
 
 

@@ -160,6 +160,7 @@ def summary_html(view: ClusterView) -> str:
         ("Walltime left", view.describe_walltime()),
         ("Charged", f"{charged}, burning {usage.burn_rate:g} core-hours/hour"),
     ]
+    items += [("Pool", pool.describe()) for pool in view.pools]
     if view.controller_error:
         items.append(("Queue not answering", view.controller_error))
     cells = "".join(

@@ -10,7 +10,9 @@ loop on its own work (:mod:`hpcdask.poolscaling`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from hpcdask.adaptive import AdaptiveJobs
 from hpcdask.config import AdaptiveSettings
@@ -18,10 +20,11 @@ from hpcdask.cost import Usage, measure_usage
 from hpcdask.errors import InvalidOptionError
 from hpcdask.fleet import Fleet
 from hpcdask.jobs import JobTable
-from hpcdask.models import ClusterTag
+from hpcdask.models import ClusterTag, JobRecord
 from hpcdask.options import JobOptions
 from hpcdask.pools import DEFAULT_POOL, Pool, pool_label
 from hpcdask.poolscaling import PoolDemand, PoolScaling
+from hpcdask.poolview import PoolRow, pool_row
 from hpcdask.probe import ClusterScaling, SchedulerProbe
 
 __all__ = ["PoolSet"]
@@ -143,6 +146,33 @@ class PoolSet:
     def stop_adaptive(self) -> None:
         for pool in self.pools.values():
             pool.stop_adaptive()
+
+    # -- what is shown ---------------------------------------------------------
+
+    def rows(
+        self,
+        records: Sequence[JobRecord],
+        workers: Sequence[Mapping[str, Any]],
+        now: float,
+    ) -> list[PoolRow]:
+        """One display row per pool (``workers``: the scheduler's entries)."""
+        connected: Counter[str] = Counter()
+        for info in workers:
+            record = self.table.job_of_worker(str(info.get("name")))
+            if record is not None:
+                connected[record.pool] += 1
+        usage = self.usage_by_pool(now)
+        return [
+            pool_row(
+                pool.label,
+                pool.options,
+                [r for r in records if r.pool == key],
+                connected[key],
+                usage[pool.label],
+                None if pool.adaptive is None else pool.adaptive.params,
+            )
+            for key, pool in self.pools.items()
+        ]
 
     # -- cost ------------------------------------------------------------------
 

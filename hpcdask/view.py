@@ -28,6 +28,7 @@ from hpcdask.models import (
     PolicyParams,
 )
 from hpcdask.options import JobOptions
+from hpcdask.poolview import PoolRow
 
 if TYPE_CHECKING:
     import pandas
@@ -67,6 +68,8 @@ class JobRow:
     workers: int = 0
     age: float | None = None  # seconds since submission
     walltime_left: float | None = None
+    #: the job's worker pool, in a cluster of several ("" otherwise)
+    pool: str = ""
 
     @property
     def state(self) -> JobState:
@@ -74,7 +77,13 @@ class JobRow:
 
     @classmethod
     def of(
-        cls, job_id: str, name: str, status: JobStatus, now: float, workers: int = 0
+        cls,
+        job_id: str,
+        name: str,
+        status: JobStatus,
+        now: float,
+        workers: int = 0,
+        pool: str = "",
     ) -> JobRow:
         submitted = status.submit_time
         return cls(
@@ -84,6 +93,7 @@ class JobRow:
             workers=workers,
             age=None if submitted is None else now - submitted,
             walltime_left=walltime_left(status, now),
+            pool=pool,
         )
 
 
@@ -125,6 +135,9 @@ class ClusterView:
     #: nodes of each job; ``cores_per_job``, ``memory_per_job`` and
     #: ``processes_per_job`` are then per node of a job
     nodes_per_job: int = 1
+    #: one row per worker pool when the cluster has several (the per-job
+    #: fields above are then the default pool's)
+    pools: tuple[PoolRow, ...] = ()
 
     def _count(self, states: frozenset[JobState]) -> int:
         return sum(n for s, n in self.counts.items() if s in states)
@@ -217,9 +230,15 @@ def build_view(
     dashboard_link: str = "",
     failures: Iterable[Exception] = (),
     controller_error: str = "",
+    usage: Usage | None = None,
+    pools: Sequence[PoolRow] = (),
+    pool_labels: Mapping[str, str] | None = None,
 ) -> ClusterView:
     """The view of a cluster with ``opts`` whose jobs are ``records`` and whose
-    scheduler knows ``workers`` (their ``scheduler_info`` entries)."""
+    scheduler knows ``workers`` (their ``scheduler_info`` entries). A cluster
+    of several pools passes its ``usage``, its ``pools`` and the label of
+    each pool key (``pool_labels``) for the jobs' ``pool``."""
+    labels = pool_labels or {}
     return ClusterView(
         now=now,
         cluster_type=cluster_type,
@@ -233,19 +252,23 @@ def build_view(
         nodes_per_job=opts.nodes,
         walltime=opts.walltime,
         jobs=tuple(
-            JobRow.of(r.job_id, r.name, shown(r), now, len(r.workers)) for r in records
+            JobRow.of(
+                r.job_id, r.name, shown(r), now, len(r.workers), labels.get(r.pool, "")
+            )
+            for r in records
         ),
         workers_connected=len(workers),
         threads_connected=sum(int(w.get("nthreads", 0)) for w in workers),
         memory_connected=sum(int(w.get("memory_limit") or 0) for w in workers),
         workers_planned=planned,
-        usage=measure_usage(records, resources, now),
+        usage=usage or measure_usage(records, resources, now),
         adaptive_minimum=None if adaptive is None else float(adaptive.minimum_workers),
         adaptive_maximum=None if adaptive is None else float(adaptive.maximum_workers),
         dashboard_link=dashboard_link,
         failures=tuple(str(f).splitlines()[0] for f in failures),
         controller_error=controller_error,
         counts=Counter(r.state for r in records),
+        pools=tuple(pools),
     )
 
 
@@ -280,6 +303,7 @@ def jobs_frame(rows: Sequence[JobRow]) -> pandas.DataFrame:
     records = [
         {
             "job_id": r.job_id,
+            "pool": r.pool,
             "name": r.name,
             "state": r.status.state.value,
             "reason": r.status.reason,
@@ -294,8 +318,9 @@ def jobs_frame(rows: Sequence[JobRow]) -> pandas.DataFrame:
         }
         for r in rows
     ]
+    pools = ["pool"] if any(r.pool for r in rows) else []
     columns = [
-        "job_id", "name", "state", "reason", "workers", "node",
+        "job_id", *pools, "name", "state", "reason", "workers", "node",
         "submit_time", "start_time", "end_time", "walltime_left",
     ]  # fmt: skip
     frame: pandas.DataFrame = pandas.DataFrame(records, columns=columns)

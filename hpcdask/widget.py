@@ -127,6 +127,9 @@ def _summary_rows(view: ClusterView) -> list[tuple[str, str]]:
         ("Scaling", e(view.describe_scaling())),
         ("Dashboard", _dashboard_links(view.dashboard_link)),
     ]
+    if view.pools:
+        # the per-job fields are the default pool's: each pool says its own
+        rows[3] = ("Pools", "<br>".join(e(p.describe()) for p in view.pools))
     if view.controller_error:
         rows.append(("Queue", f"<b>not answering</b>: {e(view.controller_error)}"))
     if view.failures:

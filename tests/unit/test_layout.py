@@ -23,7 +23,7 @@ LAYERS: dict[str, int] = {
     "systems.sge": 3, "systems.sge_output": 3, "systems.sge_backend": 3,
     "systems.local": 3, "systems.timefmt": 3, "script": 3, "cost": 3, "policy": 3,
     "jobs": 4, "fleet": 4, "probe": 4, "view": 4, "compat": 4, "lookup": 4,
-    "pooldemand": 2,
+    "pooldemand": 2, "poolview": 3,
     "adaptive": 5, "manager": 5, "listing": 5, "widget": 5, "page": 5, "dashboard": 5,
     "launch": 5, "address": 5,
     "schedulerargs": 5, "pools": 5, "poolscaling": 5, "poolset": 5,
