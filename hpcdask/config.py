@@ -28,6 +28,7 @@ import dask.config
 from dask.utils import parse_bytes, parse_timedelta
 
 from hpcdask.errors import InvalidOptionError
+from hpcdask.forecast import ShapeParams
 from hpcdask.models import PolicyParams
 from hpcdask.options import (
     DEFAULTS,
@@ -185,6 +186,8 @@ class AdaptiveSettings:
     interval: float
     #: the shortest time the scheduler's backlog is sized to finish in
     target_duration: float
+    #: the shortest time between two reads of the queue's forecast
+    probe_interval: float = 30.0
 
 
 class AdaptArguments(TypedDict, total=False):
@@ -200,7 +203,10 @@ class AdaptArguments(TypedDict, total=False):
     finish in (``distributed.adaptive.target-duration``; it grows to the
     observed time a new job takes to bring a worker); ``wait_count`` as for
     distributed's ``Adaptive``: a surplus must last this many intervals before
-    queued jobs are cancelled (default: 2 s worth).
+    queued jobs are cancelled (default: 2 s worth); ``job_shapes`` whether new
+    jobs may ask for less than the walltime when shorter jobs start sooner
+    (``hpcdask.adaptive.job-shapes``), ``min_walltime`` the shortest they ask
+    for (``hpcdask.adaptive.min-walltime``).
     """
 
     minimum: int | None
@@ -216,6 +222,8 @@ class AdaptArguments(TypedDict, total=False):
     max_pending_jobs: int | None
     target_duration: str | float | None
     wait_count: int | None
+    job_shapes: bool | None
+    min_walltime: str | float | None
 
 
 def adaptive_settings(
@@ -257,6 +265,9 @@ def adaptive_settings(
         # replacements start this long before a worker's lifetime ends
         replace_ahead=margin + allowance,
         lifetime_margin=margin,
+        shapes=shape_settings(
+            opts, arguments.get("job_shapes"), arguments.get("min_walltime")
+        ),
     )
     target_duration = arguments.get("target_duration")
     if target_duration is None:
@@ -265,6 +276,38 @@ def adaptive_settings(
         params=params,
         interval=seconds,
         target_duration=check_seconds("target_duration", target_duration),
+        probe_interval=_probe_interval(),
+    )
+
+
+def _probe_interval() -> float:
+    return _adaptive_setting("probe-interval", None, "30s", check_seconds)
+
+
+def shape_settings(
+    opts: JobOptions, on: bool | None, min_walltime: str | float | None
+) -> ShapeParams | None:
+    """How new jobs' walltimes are chosen (``None``: always the user's):
+    ``hpcdask.adaptive.job-shapes`` (true; a site turns it off with false),
+    ``min-walltime`` (10 minutes: shorter jobs are never chosen, and with a
+    walltime below it plus a minute nothing is read from the queue),
+    ``shape-gain`` (2 minutes: a shorter job must start that much sooner)."""
+    setting = _setting("adaptive.job-shapes", True) if on is None else on
+    if not isinstance(setting, bool):
+        name = "hpcdask.adaptive.job-shapes" if on is None else "job_shapes"
+        raise InvalidOptionError(name, setting, "expected true or false")
+    floor = _adaptive_setting("min-walltime", min_walltime, "10m", check_seconds)
+    floor = 60.0 * math.ceil(floor / 60)  # Slurm counts whole minutes
+    if not setting or opts.walltime < floor + 60:
+        return None
+    return ShapeParams(
+        walltime=float(opts.walltime),
+        min_walltime=floor,
+        gain=_adaptive_setting("shape-gain", None, "2m", check_seconds),
+        cpus=opts.job_cpu or opts.cores,
+        memory=opts.job_mem or opts.memory,
+        partitions=tuple(opts.queue.split(",")) if opts.queue else (),
+        max_age=2 * _probe_interval(),
     )
 
 

@@ -20,6 +20,7 @@ from typing import Protocol
 from distributed.core import Status
 
 from hpcdask.errors import BatchCommandError, JobSubmissionError
+from hpcdask.forecast import JobShape
 from hpcdask.jobs import JobTable, wait_until_ended
 from hpcdask.models import ClusterTag, JobRecord, ScaleDecision
 
@@ -75,7 +76,8 @@ class Fleet:
     table
         the cluster's job table (all queue I/O).
     render
-        the job script for a list of job names (an array script for several).
+        the job script for a list of job names (an array script for several)
+        and their walltime (``None``: the cluster's).
     name
         the prefix of job names: jobs are ``name-0``, ``name-1``, ...
     processes
@@ -89,7 +91,7 @@ class Fleet:
     def __init__(
         self,
         table: JobTable,
-        render: Callable[[list[str]], str],
+        render: Callable[[list[str], float | None], str],
         name: str,
         processes: int,
         scheduler: SchedulerActions,
@@ -106,6 +108,9 @@ class Fleet:
         self.handles: dict[str, BatchJob] = {}
         #: jobs being retired or cancelled, no longer wanted
         self.leaving: set[str] = set()
+        #: the shapes (walltime, why) of wanted jobs not yet submitted, when
+        #: the adaptive policy chose them
+        self.shapes: dict[str, JobShape | None] = {}
         #: replace a job that ended while wanted (off while adapting: the
         #: policy decides)
         self.replace_ended = True
@@ -134,8 +139,9 @@ class Fleet:
             self._counter += 1
         return name
 
-    def _add(self) -> None:
-        self.wanted[self.next_name()] = self._spec
+    def _add(self, shape: JobShape | None = None) -> None:
+        self.wanted[name := self.next_name()] = self._spec
+        self.shapes[name] = shape
         self._counter += 1
 
     def set_target(self, jobs: int) -> None:
@@ -194,8 +200,10 @@ class Fleet:
         for name in (*decision.cancel, *decision.retire):
             if self.wanted.pop(name, None) is not None:
                 self.leaving.add(name)
-        for _ in range(decision.submit):
-            self._add()
+        shapes = decision.shapes or (JobShape(decision.submit, 0.0),)
+        for shape in shapes:
+            for _ in range(shape.count):
+                self._add(shape if shape.walltime else None)
         try:
             await self.sync()
         finally:
@@ -215,6 +223,8 @@ class Fleet:
     async def _sync(self) -> None:
         async with self._lock:
             self._sync_waiting = None
+            for name in [n for n in self.shapes if n not in self.wanted]:
+                del self.shapes[name]
             # submit first: new jobs queue while old ones hand their data over
             busy = self.handles.keys() | self._in_flight
             to_open = [n for n in self.wanted if n not in busy]
@@ -236,23 +246,23 @@ class Fleet:
         """
         backend = self.table.backend
         size = await backend.max_array_size() if len(names) > 1 else 1
-        batches = [names[i : i + size] for i in range(0, len(names), size)]
+        batches = _batches(names, [self.shapes.pop(n, None) for n in names], size)
         self._in_flight.update(names)
         task = asyncio.ensure_future(self._submit(batches))
         self._submissions.add(task)
         task.add_done_callback(self._submissions.discard)
         await asyncio.shield(task)
 
-    async def _submit(self, batches: list[list[str]]) -> None:
+    async def _submit(self, batches: list[tuple[JobShape | None, list[str]]]) -> None:
         try:
             results = await asyncio.gather(
-                *(self.table.submit(batch, self.render(batch)) for batch in batches),
+                *(self._submit_one(batch, shape) for shape, batch in batches),
                 return_exceptions=True,
             )
         finally:
-            self._in_flight.difference_update(n for b in batches for n in b)
+            self._in_flight.difference_update(n for _, b in batches for n in b)
         errors: list[BaseException] = []
-        for batch, result in zip(batches, results, strict=True):
+        for (_, batch), result in zip(batches, results, strict=True):
             if isinstance(result, BaseException):
                 for name in batch:
                     self.wanted.pop(name, None)
@@ -269,6 +279,14 @@ class Fleet:
             await cancel_unknown(self.table, self.tag)
         if errors:
             raise errors[0]
+
+    async def _submit_one(
+        self, names: list[str], shape: JobShape | None
+    ) -> list[JobRecord]:
+        """One submission of the jobs ``names``, of ``shape``'s walltime."""
+        walltime, note = (shape.walltime, shape.note) if shape else (None, "")
+        script = self.render(names, walltime)
+        return await self.table.submit(names, script, walltime, note)
 
     async def submissions_done(self) -> None:
         """Wait for the submissions under way (started by a cancelled caller)."""
@@ -299,6 +317,20 @@ class Fleet:
                 await job.close()
         if self.closing:
             await wait_until_ended(self.table, records, timeout=15)
+
+
+def _batches(
+    names: list[str], shapes: list[JobShape | None], size: int
+) -> list[tuple[JobShape | None, list[str]]]:
+    """One submission per shape (walltime), of at most ``size`` jobs each."""
+    groups: dict[JobShape | None, list[str]] = {}
+    for name, shape in zip(names, shapes, strict=True):
+        groups.setdefault(shape, []).append(name)
+    return [
+        (shape, group[i : i + size])
+        for shape, group in groups.items()
+        for i in range(0, len(group), size)
+    ]
 
 
 def _may_have_queued(error: BaseException) -> bool:

@@ -121,18 +121,28 @@ class JobTable:
 
     # -- I/O -------------------------------------------------------------------
 
-    async def submit(self, names: Sequence[str], script: str) -> list[JobRecord]:
+    async def submit(
+        self,
+        names: Sequence[str],
+        script: str,
+        time_limit: float | None = None,
+        note: str = "",
+    ) -> list[JobRecord]:
         """Queue the jobs ``names`` with one submission of ``script``.
 
         Several names need a system with job arrays (``script`` is then an array
-        script). Raises JobSubmissionError; the records then show FAILED.
+        script). ``time_limit`` is the walltime the script asks for, when it is
+        not the cluster's, and ``note`` why. Raises JobSubmissionError; the
+        records then show FAILED.
         """
         system = self.backend.system
         if len(names) > 1 and not system.supports_arrays:
             raise ValueError(f"{system.name} cannot submit {len(names)} jobs at once")
         now = time.time()
-        submitting = JobStatus(JobState.SUBMITTING, submit_time=now)
-        records = [JobRecord(name, status=submitting) for name in names]
+        submitting = JobStatus(
+            JobState.SUBMITTING, submit_time=now, time_limit=time_limit
+        )
+        records = [JobRecord(name, status=submitting, note=note) for name in names]
         for record in records:
             self.records[record.name] = record
             if "$" in record.name:

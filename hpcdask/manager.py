@@ -18,6 +18,7 @@ import os
 import secrets
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from dask.utils import parse_bytes
@@ -185,12 +186,7 @@ class JobManager:
         loop."""
         self.stop_adaptive()
         self.fleet.replace_ended = False  # the policy decides
-        scaling = ClusterScaling(
-            self.probe,
-            self.fleet,
-            settings.target_duration,
-            settings.params.maximum_workers,
-        )
+        scaling = ClusterScaling(self.probe, self.fleet, settings)
         self.adaptive = AdaptiveJobs(scaling, settings.params, settings.interval)
         return self.adaptive
 
@@ -234,11 +230,15 @@ class JobManager:
 
     # -- what is shown ---------------------------------------------------------
 
-    def render(self, names: list[str]) -> str:
-        """The job script for the jobs ``names`` (an array for several)."""
+    def render(self, names: list[str], walltime: float | None = None) -> str:
+        """The job script for the jobs ``names`` (an array for several), of
+        ``walltime`` seconds when given (else the cluster's)."""
         assert self.scheduler_address, "the cluster has not started"
+        opts = self.options
+        if walltime is not None:
+            opts = replace(opts, walltime=int(walltime))
         return render_job_script(
-            self.options,
+            opts,
             self.backend.system,
             self.scheduler_address,
             names,
@@ -280,6 +280,7 @@ class JobManager:
             dashboard_link=dashboard_link,
             failures=self.table.failures,
             controller_error=self.table.controller_error,
+            shape_reason="" if adaptive is None else adaptive.shape_reason,
         )
 
 

@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpcdask.errors import InvalidOptionError
+from hpcdask.models import lifetime_margin
 from hpcdask.validation import (
     check_identifier,
     check_line,
     check_lines,
     check_positive_int,
+    check_queues,
     check_seconds,
     command_word,
     parse_memory,
@@ -63,7 +65,7 @@ _OPTIONS: dict[str, tuple[object, str]] = {
     ),
     "worker_extra_args": ([], "extra arguments of the worker command"),
     "shebang": ("#!/usr/bin/env bash", "first line of the job script"),
-    "queue": (None, "queue (Slurm partition)"),
+    "queue": (None, "queue (Slurm: a partition, or a list of them)"),
     "account": (None, "account / project charged (SGE: -A account string)"),
     "project": (None, "SGE -P project (Slurm, PBS: the old name of account)"),
     "walltime": (None, "walltime per job (default 00:30:00)"),
@@ -189,8 +191,7 @@ class JobOptions:
         walltime, at least 15 s and at most 5 minutes, and never more than half
         the walltime.
         """
-        margin = min(max(0.1 * self.walltime, 15.0), 300.0, 0.5 * self.walltime)
-        return max(int(self.walltime - margin), 1)
+        return max(int(self.walltime - lifetime_margin(self.walltime)), 1)
 
 
 def default_processes(cores: int) -> int:
@@ -385,7 +386,7 @@ _FIELD_CHECKS: dict[str, Check] = {
     "resource_spec": _optional(check_identifier),
     "memory": parse_memory,
     "death_timeout": check_seconds,
-    "queue": _optional(check_identifier),
+    "queue": _optional(check_queues),
     "account": _optional(check_identifier),
     "project": _optional(check_identifier),
     "parallel_environment": _optional(check_identifier),

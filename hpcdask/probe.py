@@ -16,11 +16,20 @@ import logging
 import math
 import time
 from collections.abc import Callable, Collection, Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from hpcdask.config import AdaptiveSettings
 from hpcdask.fleet import Fleet
 from hpcdask.jobs import JobTable
-from hpcdask.models import ClusterSnapshot, JobState, JobView, ScaleDecision
+from hpcdask.models import (
+    ClusterSnapshot,
+    JobState,
+    JobView,
+    ScaleDecision,
+)
+from hpcdask.policy import wants_forecast
+from hpcdask.startprobe import StartProbe
 
 __all__ = [
     "UNMEASURED_SCAN_LIMIT",
@@ -188,30 +197,46 @@ class ClusterScaling:
     worker is worth starting when the backlog keeps it busy at least as long
     as its start-up is charged. Queue wait is not charged and does not count:
     jobs asked for in vain are cancelled while still queued.
+
+    When the policy chooses job shapes (``params.shapes``), snapshots carry
+    the queue's forecast of when new jobs would start (:attr:`starts`), read
+    while a scale-up may come.
     """
 
     def __init__(
-        self,
-        probe: SchedulerProbe,
-        fleet: Fleet,
-        target_duration: float,
-        maximum_workers: int,
+        self, probe: SchedulerProbe, fleet: Fleet, settings: AdaptiveSettings
     ) -> None:
         self.probe = probe
         self.fleet = fleet
-        self.target_duration = target_duration
+        self.params = params = settings.params
+        self.target_duration = settings.target_duration
         self.unmeasured_limit = min(
-            maximum_workers * probe.threads_per_worker, UNMEASURED_SCAN_LIMIT
+            params.maximum_workers * probe.threads_per_worker, UNMEASURED_SCAN_LIMIT
         )
+        self.starts: StartProbe | None = None
+        if params.shapes is not None:
+            self.starts = StartProbe(
+                probe.table.backend, params.shapes.partitions, settings.probe_interval
+            )
 
     def snapshot(self, now: float) -> ClusterSnapshot:
         duration = max(self.target_duration, self.probe.table.startup_time())
-        return self.probe.snapshot(
+        snapshot = self.probe.snapshot(
             now, duration, self.unmeasured_limit, self.fleet.leaving
         )
+        if self.starts is None:
+            return snapshot
+        wanted = wants_forecast(snapshot, now, self.params, self.starts.interval)
+        forecast, due = self.starts.read(now, wanted)
+        return replace(snapshot, forecast=forecast, forecast_due=due)
 
     async def apply(self, decision: ScaleDecision) -> None:
         await self.fleet.apply(decision)
+
+    def stop(self) -> None:
+        """Adaptive scaling stops: abandon a forecast being read."""
+        if self.starts is not None:
+            self.starts.stop()
 
 
 def unmeasured_tasks(scheduler: Scheduler, limit: int) -> int:

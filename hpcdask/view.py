@@ -64,6 +64,8 @@ class JobRow:
     workers: int = 0
     age: float | None = None  # seconds since submission
     walltime_left: float | None = None
+    #: why the job asks for its walltime, when the adaptive policy chose it
+    note: str = ""
 
     @property
     def state(self) -> JobState:
@@ -71,7 +73,13 @@ class JobRow:
 
     @classmethod
     def of(
-        cls, job_id: str, name: str, status: JobStatus, now: float, workers: int = 0
+        cls,
+        job_id: str,
+        name: str,
+        status: JobStatus,
+        now: float,
+        workers: int = 0,
+        note: str = "",
     ) -> JobRow:
         submitted = status.submit_time
         return cls(
@@ -81,6 +89,7 @@ class JobRow:
             workers=workers,
             age=None if submitted is None else now - submitted,
             walltime_left=walltime_left(status, now),
+            note=note,
         )
 
 
@@ -119,6 +128,8 @@ class ClusterView:
     failures: tuple[str, ...] = ()
     controller_error: str = ""
     counts: Mapping[JobState, int] = field(default_factory=dict)
+    #: why the latest jobs asked for their walltime ("" when not chosen)
+    shape_reason: str = ""
 
     def _count(self, states: frozenset[JobState]) -> int:
         return sum(n for s, n in self.counts.items() if s in states)
@@ -211,6 +222,7 @@ def build_view(
     dashboard_link: str = "",
     failures: Iterable[Exception] = (),
     controller_error: str = "",
+    shape_reason: str = "",
 ) -> ClusterView:
     """The view of a cluster with ``opts`` whose jobs are ``records`` and whose
     scheduler knows ``workers`` (their ``scheduler_info`` entries)."""
@@ -226,7 +238,8 @@ def build_view(
         processes_per_job=opts.processes,
         walltime=opts.walltime,
         jobs=tuple(
-            JobRow.of(r.job_id, r.name, shown(r), now, len(r.workers)) for r in records
+            JobRow.of(r.job_id, r.name, shown(r), now, len(r.workers), r.note)
+            for r in records
         ),
         workers_connected=len(workers),
         threads_connected=sum(int(w.get("nthreads", 0)) for w in workers),
@@ -239,6 +252,7 @@ def build_view(
         failures=tuple(str(f).splitlines()[0] for f in failures),
         controller_error=controller_error,
         counts=Counter(r.state for r in records),
+        shape_reason=shape_reason,
     )
 
 
@@ -284,12 +298,18 @@ def jobs_frame(rows: Sequence[JobRow]) -> pandas.DataFrame:
             "walltime_left": pandas.NaT
             if r.walltime_left is None
             else pandas.Timedelta(seconds=round(r.walltime_left)),
+            "queue": r.status.partition,
+            "walltime": pandas.NaT
+            if r.status.time_limit is None
+            else pandas.Timedelta(seconds=round(r.status.time_limit)),
+            "why_walltime": r.note,
         }
         for r in rows
     ]
     columns = [
         "job_id", "name", "state", "reason", "workers", "node",
         "submit_time", "start_time", "end_time", "walltime_left",
+        "queue", "walltime", "why_walltime",
     ]  # fmt: skip
     frame: pandas.DataFrame = pandas.DataFrame(records, columns=columns)
     return frame

@@ -60,6 +60,7 @@ def render_jobs_table(view: ClusterView) -> str:
             "reason",
             "workers",
             "node",
+            "queue",
             "age",
             "walltime left",
         )
@@ -75,6 +76,7 @@ def render_jobs_table(view: ClusterView) -> str:
             html.escape(job.status.reason),
             str(job.workers),
             html.escape(job.status.node),
+            html.escape(job.status.partition),
             format_duration(job.age),
             format_duration(job.walltime_left),
         ]
@@ -125,6 +127,8 @@ def _summary_rows(view: ClusterView) -> list[tuple[str, str]]:
         ("Scaling", e(view.describe_scaling())),
         ("Dashboard", _dashboard_links(view.dashboard_link)),
     ]
+    if view.shape_reason:
+        rows.append(("Job walltime", e(view.shape_reason)))
     if view.controller_error:
         rows.append(("Queue", f"<b>not answering</b>: {e(view.controller_error)}"))
     if view.failures:
