@@ -188,10 +188,19 @@ class Planner:
                 continue
             for node_name in members.get(name, ()):
                 node = nodes.get(node_name)
-                if node is not None and node.usable:
+                if node is not None and self._could_ever_fit(node, part):
                     self._slots.append(_Slot(node, part, rank))
         for slot in self._slots:
             slot.steps = self._steps(slot)
+
+    def _could_ever_fit(self, node: NodeInfo, part: PartitionLimits) -> bool:
+        cap = part.max_cpus_per_node
+        return (
+            node.usable
+            and node.cpus >= self.cpus
+            and node.memory >= self.memory
+            and (cap is None or cap >= self.cpus)
+        )
 
     def _steps(self, slot: _Slot) -> _Steps:
         """Whether a job fits on the slot's node, step by step from now."""
