@@ -29,6 +29,10 @@ Rules, in order:
    retires) or the walltime (the queue kills it) and run again elsewhere. Tasks
    longer than a quarter of a job's lifetime cannot be helped this way and do not
    drain.
+6. Walltime: with ``params.shapes``, the jobs submitted ask for the walltime
+   that starts soonest in the snapshot's forecast of the queue
+   (:func:`hpcdask.shapes.shape_decision`); a job shorter than the user's
+   walltime is replaced by the lifetime margin of its own walltime.
 """
 
 from __future__ import annotations
