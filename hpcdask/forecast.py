@@ -190,8 +190,13 @@ class Planner:
                 node = nodes.get(node_name)
                 if node is not None and self._could_ever_fit(node, part):
                     self._slots.append(_Slot(node, part, rank))
-        for slot in self._slots:
+        self._node_slots: dict[str, list[int]] = {}
+        for i, slot in enumerate(self._slots):
             slot.steps = self._steps(slot)
+            self._node_slots.setdefault(slot.node.name, []).append(i)
+        self._answers: dict[
+            tuple[str, float, float], list[tuple[float, float] | None]
+        ] = {}
 
     def _could_ever_fit(self, node: NodeInfo, part: PartitionLimits) -> bool:
         cap = part.max_cpus_per_node
@@ -234,32 +239,63 @@ class Planner:
     ) -> Placement | None:
         """Where a job of ``walltime`` seconds starts first (the user's first
         partition wins a tie); ``None`` when it never fits."""
-        best: Placement | None = None
-        best_rank = 0
-        for slot in self._slots:
-            if walltime > slot.partition.max_time:
-                continue
-            found = _first_run(slot.steps, walltime, not_before or self.now)
-            if found is None:
-                continue
-            start, until = found
-            if best is None or (start, slot.rank) < (best.start, best_rank):
-                best = Placement(start, slot.node.name, slot.partition.name, until)
-                best_rank = slot.rank
-        return best
+        table = self._table("earliest", walltime, not_before or self.now)
+        best = min(
+            (
+                (found[0], self._slots[i].rank, i)
+                for i, found in enumerate(table)
+                if found is not None
+            ),
+            default=None,
+        )
+        if best is None:
+            return None
+        start, _, i = best
+        return self._placement(i, start, table[i])
 
     def room_at(self, start: float, longest: float) -> Placement | None:
         """The slot where a job starting at ``start`` could run longest (at
         most ``longest`` seconds, and within the partition's limit)."""
-        best: Placement | None = None
-        for slot in self._slots:
-            until = _run_from(slot.steps, start)
-            if until is None:
-                continue
-            until = min(until, start + min(longest, slot.partition.max_time))
-            if best is None or until > best.until:
-                best = Placement(start, slot.node.name, slot.partition.name, until)
-        return best
+        table = self._table("room", start, longest)
+        best = max(
+            ((found[1], -i) for i, found in enumerate(table) if found is not None),
+            default=None,
+        )
+        return (
+            None if best is None else self._placement(-best[1], start, table[-best[1]])
+        )
+
+    def _placement(
+        self, i: int, start: float, found: tuple[float, float] | None
+    ) -> Placement:
+        slot = self._slots[i]
+        until = found[1] if found is not None else math.inf
+        return Placement(start, slot.node.name, slot.partition.name, until)
+
+    def _table(self, kind: str, a: float, b: float) -> list[tuple[float, float] | None]:
+        """Each slot's answer to one question (cached: a booking recomputes
+        only the slots of its node, so placing many jobs on many nodes stays
+        cheap)."""
+        key = (kind, a, b)
+        table = self._answers.get(key)
+        if table is None:
+            table = [self._answer(slot, key) for slot in self._slots]
+            self._answers[key] = table
+        return table
+
+    @staticmethod
+    def _answer(
+        slot: _Slot, key: tuple[str, float, float]
+    ) -> tuple[float, float] | None:
+        """For ``("earliest", walltime, not_before)``: (start, until) of the
+        first run that long; for ``("room", start, longest)``: (start, until)
+        of the run from ``start``, at most ``longest`` and the time limit."""
+        kind, a, b = key
+        limit = slot.partition.max_time
+        if kind == "earliest":
+            return None if a > limit else _first_run(slot.steps, a, b)
+        until = _run_from(slot.steps, a)
+        return None if until is None else (a, min(until, a + min(b, limit)))
 
     def book(self, placement: Placement, walltime: float) -> None:
         """Hold the cores and memory of one job from ``placement.start`` for
@@ -273,9 +309,11 @@ class Planner:
             placement.start + walltime,
         )
         self._bookings.setdefault(placement.node, []).append(booking)
-        for slot in self._slots:
-            if slot.node.name == placement.node:
-                slot.steps = self._steps(slot)
+        for i in self._node_slots.get(placement.node, ()):
+            slot = self._slots[i]
+            slot.steps = self._steps(slot)
+            for key, table in self._answers.items():
+                table[i] = self._answer(slot, key)
 
     @property
     def slots(self) -> int:
