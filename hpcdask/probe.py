@@ -22,12 +22,7 @@ from typing import TYPE_CHECKING
 from hpcdask.config import AdaptiveSettings
 from hpcdask.fleet import Fleet
 from hpcdask.jobs import JobTable
-from hpcdask.models import (
-    ClusterSnapshot,
-    JobState,
-    JobView,
-    ScaleDecision,
-)
+from hpcdask.models import ClusterSnapshot, JobState, JobView, ScaleDecision
 from hpcdask.policy import wants_forecast
 from hpcdask.startprobe import StartProbe
 
