@@ -8,7 +8,11 @@ busy-queue site (node ``busy1`` in partition ``busy``, ``busy2`` in ``idle``,
 (plain ``sbatch --wrap 'sleep N'`` with known time limits, submitted first) make
 the situation; then the user's cluster, with the same settings for every tool
 (1-core, 1-GB workers, one per job, ``walltime="01:00:00"``,
-``adapt(minimum_jobs=0, maximum_jobs=8)``), gets 3,000 tasks of 5 s at once.
+``adapt(minimum_jobs=0, maximum_jobs=8)``), gets 3,000 tasks of 5 s at once,
+whose results the client takes as they complete (``as_completed``; the cluster
+then forgets them). ``--hold`` keeps the results in the workers' memory instead
+(a task counts as done while its result is held): short jobs that end before
+their replacements start lose what they hold.
 
 Situations:
 
@@ -107,6 +111,42 @@ def make_situation(name: str) -> list[str]:
     raise RuntimeError(f"the situation {name} did not settle: {states}")
 
 
+class Completions:
+    """Takes each result as its task completes (then the cluster forgets it),
+    noting when; with ``hold``, keeps them and counts the futures done."""
+
+    def __init__(self, futures: list[Any], t0: float, hold: bool) -> None:
+        from distributed import as_completed
+
+        self.t0, self.hold = t0, hold
+        self.futures = futures if hold else []
+        self.times: list[float] = []
+        self._stop = False
+        self._ac = None if hold else as_completed(futures)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        if not hold:
+            self._thread.start()
+
+    def _run(self) -> None:
+        assert self._ac is not None
+        for future in self._ac:
+            if self._stop:
+                break
+            if future.status == "finished":
+                self.times.append(time.monotonic() - self.t0)
+            future.release()
+
+    def done(self) -> int:
+        if self.hold:
+            return sum(f.done() for f in self.futures)
+        return len(self.times)
+
+    def stop(self, client: Any) -> None:
+        self._stop = True
+        left = self.futures if self.hold else list(self._ac.futures)  # type: ignore[union-attr]
+        client.cancel(left)
+
+
 class Arrivals:
     """When the cluster's workers connected (samples every 0.5 s)."""
 
@@ -180,15 +220,18 @@ def run_tool(situation: str, tool: str) -> dict[str, Any]:
             ):
                 cluster.adapt(minimum_jobs=0, maximum_jobs=8)
                 t0 = time.monotonic()
+                hold = bool(os.environ.get("HPCDASK_BUSY_HOLD"))
                 futures = client.map(_sleep, range(TASKS), pure=False)
+                completions = Completions(futures, t0, hold)
+                del futures
                 arrivals = Arrivals(client, t0)
                 time.sleep(max(0.0, t0 + min(FIRST, window) - time.monotonic()))
-                done_first = sum(f.done() for f in futures)
+                done_first = completions.done()
                 time.sleep(max(0.0, t0 + window - time.monotonic()))
-                done = sum(f.done() for f in futures)
+                done = completions.done()
                 arrivals.stop()
                 jobs = _jobs_of(cluster) if kind == "hpcdask" else []
-                client.cancel(futures)
+                completions.stop(client)
             wait_queue_empty(job_name, timeout=120)
             calls = count_calls(log)
     finally:
@@ -196,6 +239,7 @@ def run_tool(situation: str, tool: str) -> dict[str, Any]:
     charged = charges.charged_core_seconds()
     return {
         "window": window,
+        "results_held": hold,
         "first_worker": arrivals.first,
         "eight_workers": arrivals.eight,
         "most_workers": arrivals.most,
@@ -294,7 +338,12 @@ def main() -> None:
     parser.add_argument(
         "--window", type=float, help="seconds each run lasts (a quick check)"
     )
+    parser.add_argument(
+        "--hold", action="store_true", help="keep results in the workers' memory"
+    )
     args = parser.parse_args()
+    if args.hold:
+        os.environ["HPCDASK_BUSY_HOLD"] = "1"
     if args.window:
         os.environ["HPCDASK_BUSY_WINDOW"] = str(args.window)
     if args.one:
