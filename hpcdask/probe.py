@@ -165,20 +165,32 @@ class SchedulerProbe:
         """Retire these workers through the scheduler (data handed over, at most
         a minute); a failure leaves them to be cancelled with their jobs."""
         wanted = set(worker_names)
+        found = []
         if self._scheduler is not None:
-            self.note_retired(
+            found = [
                 ws.address
                 for ws in self._scheduler.workers.values()
                 if str(ws.name) in wanted
-            )
+            ]
+            self.note_retired(found)
         if self._rpc is None:
             return
+        retired: object = None
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(
+            retired = await asyncio.wait_for(
                 self._rpc.retire_workers(
                     names=worker_names, close_workers=True, remove=True
                 ),
                 timeout=60,
+            )
+        if isinstance(retired, dict) and len(retired) < len(found):
+            logger.warning(
+                "%d of %d workers could not hand their data over (no other worker "
+                "to take it): it is computed again when needed. Jobs ended before "
+                "their replacements started (a busy queue; with short jobs chosen "
+                "to start sooner, adapt(job_shapes=False) keeps the full walltime)",
+                len(found) - len(retired),
+                len(found),
             )
 
 

@@ -200,3 +200,31 @@ def test_adapt_arguments_win_over_config() -> None:
         dask.config.set({"hpcdask.adaptive.job-shapes": "yes"}),
     ):
         adaptive_settings(opts)
+
+
+async def test_retiring_workers_whose_data_cannot_move_is_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When the workers of jobs that end have nowhere to hand their data over
+    (their replacements are still queued), the log says so."""
+    from types import SimpleNamespace
+
+    from hpcdask.probe import SchedulerProbe
+
+    opts = resolve_job_options(
+        "slurm", cores=1, memory="1GB", log_directory=str(tmp_path)
+    )
+    table = JobTable(CommandBackend(Slurm(), FakeRunner()), opts)
+    probe = SchedulerProbe(table, 600, 1)
+    workers = {
+        f"tls://w{i}": SimpleNamespace(name=f"w-{i}", address=f"tls://w{i}")
+        for i in range(2)
+    }
+
+    class Rpc:
+        async def retire_workers(self, **kwargs: object) -> dict[str, object]:
+            return {}  # distributed: "unique data could not be moved"
+
+    probe.attach(SimpleNamespace(workers=workers), Rpc())  # type: ignore[arg-type]
+    await probe.retire(["w-0", "w-1"])
+    assert "2 of 2 workers could not hand their data over" in caplog.text
