@@ -302,9 +302,14 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
         ("tasks_window", "tasks done in the window", "{:.0f}"),
         ("charged_core_seconds", "core-seconds charged", "{:.0f}"),
         ("charged_per_task", "core-seconds charged per task", "{:.2f}"),
-        ("calls", "batch commands (sbatch/squeue/scancel/sinfo/scontrol)", "{}"),
+        ("calls", "batch commands, all", "{}"),
     ]
     for situation, by_tool in results.items():
+        split = " | ".join(
+            "-" if "calls" not in by_tool.get(t, {}) else _split(by_tool[t]["calls"])
+            for t in TOOLS
+        )
+        rows.append(f"| {situation} | sbatch/squeue/scancel/sinfo | {split} | | |")
         for key, label, fmt in figures:
             values = [by_tool.get(t, {}).get(key) for t in TOOLS]
             if key == "calls":
@@ -314,6 +319,12 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
             cells = " | ".join([situation, label, *shown, *ratios])
             rows.append(f"| {cells} |")
     return "\n".join(rows)
+
+
+def _split(calls: dict[str, int]) -> str:
+    return "/".join(
+        str(calls.get(c, 0)) for c in ("sbatch", "squeue", "scancel", "sinfo")
+    )
 
 
 def _calls(calls: dict[str, int] | None) -> int | None:
@@ -341,7 +352,11 @@ def main() -> None:
     parser.add_argument(
         "--hold", action="store_true", help="keep results in the workers' memory"
     )
+    parser.add_argument("--table", metavar="JSON", help="print the table of a run")
     args = parser.parse_args()
+    if args.table:
+        print(table(json.loads(Path(args.table).read_text())))
+        return
     if args.hold:
         os.environ["HPCDASK_BUSY_HOLD"] = "1"
     if args.window:
