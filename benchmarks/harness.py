@@ -21,7 +21,9 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-COMMANDS = ("sbatch", "squeue", "scancel", "scontrol", "qsub", "qstat", "qdel")
+COMMANDS = (
+    "sbatch", "squeue", "scancel", "scontrol", "sinfo", "qsub", "qstat", "qdel",
+)  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # The README's test command. On a fresh machine it installs and starts what the
 # tests need (the one-node Slurm with munge and Slurm's Torque-compatible
-# commands, the 4-node Slurm site in network namespaces, a one-node Son of Grid
-# Engine, OpenMPI, Chromium, the Python environment), then runs lint, type
+# commands, the 4-node Slurm site in network namespaces, the 2-node busy-queue
+# Slurm site, a one-node Son of Grid Engine, OpenMPI, Chromium, the Python
+# environment), then runs lint, type
 # checks, the documentation build and the whole test suite.
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
 
-echo "== services: Slurm (one node, 4-node site), Grid Engine, munge, OpenMPI, Chromium"
+echo "== services: Slurm (one node, 4-node site, busy-queue site), Grid Engine, munge, OpenMPI, Chromium"
 bash ci/slurm-up.sh
 bash ci/multinode-up.sh
+bash ci/busy-site-up.sh
 bash ci/sge-up.sh
 bash ci/browser-up.sh
 

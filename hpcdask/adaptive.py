@@ -37,6 +37,10 @@ class Scalable(Protocol):
         cluster's maximum; unchanged for a cluster of one pool)."""
         ...
 
+    def stop(self) -> None:
+        """Scaling stops (in the event loop's thread): drop what runs for it."""
+        ...
+
 
 class AdaptiveJobs:
     """Queue-aware adaptive scaling, one decision every ``interval`` seconds.
@@ -55,6 +59,8 @@ class AdaptiveJobs:
         self.interval = interval
         self.state = PolicyState(failures_forgiven_until=time.time())
         self.last_decision = ScaleDecision()
+        #: why the latest jobs asked for the walltime they did
+        self.shape_reason = ""
         self.ticks = 0
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
@@ -80,14 +86,17 @@ class AdaptiveJobs:
             task.get_loop().call_soon_threadsafe(task.cancel)
 
     async def _run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # one bad tick must not end adaptivity
-                logger.exception("adaptive tick failed")
-            await asyncio.sleep(self.interval)
+        try:
+            while True:
+                try:
+                    await self.tick()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # one bad tick must not end adaptivity
+                    logger.exception("adaptive tick failed")
+                await asyncio.sleep(self.interval)
+        finally:
+            self.target.stop()
 
     async def tick(self) -> ScaleDecision:
         """One round: snapshot, decide, apply."""
@@ -100,6 +109,8 @@ class AdaptiveJobs:
             where = f" ({self.label})" if self.label else ""
             logger.info("adaptive%s: %s", where, decision.reason)
         self.last_decision = decision
+        if decision.shapes:
+            self.shape_reason = "; ".join(shape.note for shape in decision.shapes)
         if not decision.is_noop:
             await self.target.apply(decision)
         return decision

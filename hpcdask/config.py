@@ -25,9 +25,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypedDict, TypeVar
 
 import dask.config
-from dask.utils import parse_bytes, parse_timedelta
+from dask.utils import parse_timedelta
 
 from hpcdask.errors import InvalidOptionError
+from hpcdask.forecast import ShapeParams
+from hpcdask.jobbounds import job_bounds, memory_bytes
 from hpcdask.models import PolicyParams
 from hpcdask.options import (
     DEFAULTS,
@@ -185,6 +187,8 @@ class AdaptiveSettings:
     interval: float
     #: the shortest time the scheduler's backlog is sized to finish in
     target_duration: float
+    #: the shortest time between two reads of the queue's forecast
+    probe_interval: float = 30.0
 
 
 class AdaptArguments(TypedDict, total=False):
@@ -200,8 +204,11 @@ class AdaptArguments(TypedDict, total=False):
     finish in (``distributed.adaptive.target-duration``; it grows to the
     observed time a new job takes to bring a worker); ``wait_count`` as for
     distributed's ``Adaptive``: a surplus must last this many intervals before
-    queued jobs are cancelled (default: 2 s worth). ``pools`` bounds worker
-    pools in jobs, ``{"gpu": (0, 2)}`` (see :func:`hpcdask.pools.pool_settings`).
+    queued jobs are cancelled (default: 2 s worth); ``job_shapes`` whether new
+    jobs may ask for less than the walltime when shorter jobs start sooner
+    (``hpcdask.adaptive.job-shapes``), ``min_walltime`` the shortest they ask
+    for (``hpcdask.adaptive.min-walltime``). ``pools`` bounds worker pools in
+    jobs, ``{"gpu": (0, 2)}`` (see :func:`hpcdask.pools.pool_settings`).
     """
 
     minimum: int | None
@@ -218,6 +225,8 @@ class AdaptArguments(TypedDict, total=False):
     target_duration: str | float | None
     wait_count: int | None
     pools: Mapping[str, Sequence[int]]
+    job_shapes: bool | None
+    min_walltime: str | float | None
 
 
 def adaptive_settings(
@@ -228,20 +237,21 @@ def adaptive_settings(
     Bounds in workers, jobs, cores or memory are each rounded to whole jobs of
     ``opts`` (minima up, maxima down) and the tightest applies.
     """
-    lowest, highest = _job_bounds(
+    lowest, highest = job_bounds(
         opts,
         jobs=(arguments.get("minimum_jobs"), arguments.get("maximum_jobs")),
         workers=(arguments.get("minimum"), arguments.get("maximum")),
         cores=(arguments.get("minimum_cores"), arguments.get("maximum_cores")),
         memory=(
-            _bytes(arguments.get("minimum_memory")),
-            _bytes(arguments.get("maximum_memory")),
+            memory_bytes(arguments.get("minimum_memory")),
+            memory_bytes(arguments.get("maximum_memory")),
         ),
     )
     seconds = check_seconds("interval", arguments.get("interval", "1s"))
     wait_count = arguments.get("wait_count")
     margin = opts.walltime - opts.worker_lifetime
     allowance = _adaptive_setting("startup-allowance", None, 15, check_seconds)
+    probe_interval = _adaptive_setting("probe-interval", None, "30s", check_seconds)
     params = PolicyParams(
         minimum_jobs=lowest,
         maximum_jobs=highest,
@@ -259,6 +269,7 @@ def adaptive_settings(
         # replacements start this long before a worker's lifetime ends
         replace_ahead=margin + allowance,
         lifetime_margin=margin,
+        shapes=shape_settings(opts, arguments, max_age=2 * probe_interval),
     )
     target_duration = arguments.get("target_duration")
     if target_duration is None:
@@ -267,6 +278,38 @@ def adaptive_settings(
         params=params,
         interval=seconds,
         target_duration=check_seconds("target_duration", target_duration),
+        probe_interval=probe_interval,
+    )
+
+
+def shape_settings(
+    opts: JobOptions, arguments: AdaptArguments, max_age: float
+) -> ShapeParams | None:
+    """How new jobs' walltimes are chosen (``None``: always the user's):
+    ``hpcdask.adaptive.job-shapes`` (true; a site turns it off with false),
+    ``min-walltime`` (10 minutes: shorter jobs are never chosen, and with a
+    walltime below it plus a minute nothing is read from the queue),
+    ``shape-gain`` (2 minutes: a shorter job must start that much sooner); a
+    forecast older than ``max_age`` seconds is not used. Jobs of several nodes
+    or with GPUs keep the user's walltime: the forecast places one-node jobs
+    by cores and memory only."""
+    on, min_walltime = arguments.get("job_shapes"), arguments.get("min_walltime")
+    setting = _setting("adaptive.job-shapes", True) if on is None else on
+    if not isinstance(setting, bool):
+        name = "hpcdask.adaptive.job-shapes" if on is None else "job_shapes"
+        raise InvalidOptionError(name, setting, "expected true or false")
+    floor = _adaptive_setting("min-walltime", min_walltime, "10m", check_seconds)
+    floor = 60.0 * math.ceil(floor / 60)  # Slurm counts whole minutes
+    if not setting or opts.walltime < floor + 60 or opts.nodes > 1 or opts.gpus:
+        return None
+    return ShapeParams(
+        walltime=float(opts.walltime),
+        min_walltime=floor,
+        gain=_adaptive_setting("shape-gain", None, "2m", check_seconds),
+        cpus=opts.job_cpu or opts.cores,
+        memory=opts.job_mem or opts.memory,
+        partitions=tuple(opts.queue.split(",")) if opts.queue else (),
+        max_age=max_age,
     )
 
 
@@ -281,44 +324,6 @@ def _adaptive_setting(
     if given is not None:
         return check(name.replace("-", "_"), given)
     return check(f"hpcdask.adaptive.{name}", _setting(f"adaptive.{name}", default))
-
-
-Bounds = tuple[int | None, int | None]
-
-
-def _job_bounds(
-    opts: JobOptions, jobs: Bounds, workers: Bounds, cores: Bounds, memory: Bounds
-) -> tuple[int, int]:
-    """The tightest of several (minimum, maximum) pairs, in whole jobs.
-
-    A minimum rounds up to whole jobs; a maximum rounds down, but never below
-    one job when it is positive (``maximum=2`` with 4 workers per job allows one
-    job, as ``scale(2)`` asks for one): a bound never silently forbids scaling.
-    """
-    given = {"jobs": (jobs, 1), "workers": (workers, opts.workers_per_job)}
-    given |= {"cores": (cores, opts.cores_per_job)}
-    given |= {"memory": (memory, opts.memory_per_job)}
-    lows: list[tuple[int, str]] = [(0, "")]
-    highs: list[tuple[int, str]] = [(2**31, "")]
-    for unit, ((low, high), per_job) in given.items():
-        if low is not None:
-            lows.append((math.ceil(low / per_job), f"minimum {low} {unit}"))
-        if high is not None:
-            jobs_at_most = high // per_job if high >= per_job or high <= 0 else 1
-            highs.append((jobs_at_most, f"maximum {high} {unit}"))
-    (lowest, low_said), (highest, high_said) = max(lows), min(highs)
-    if lowest > highest:
-        raise InvalidOptionError(
-            "adapt",
-            f"{low_said}, {high_said}",
-            f"the minimum is {lowest} job(s) and the maximum {highest} "
-            f"({opts.workers_per_job} worker(s), {opts.cores_per_job} cores per job)",
-        )
-    return lowest, highest
-
-
-def _bytes(size: str | int | None) -> int | None:
-    return None if size is None else int(parse_bytes(size))
 
 
 def profiles_setting() -> Mapping[str, object]:

@@ -14,46 +14,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from distributed.core import Status
 
-from hpcdask.errors import BatchCommandError, JobSubmissionError
+from hpcdask.errors import BatchCommandError
+from hpcdask.forecast import JobShape
 from hpcdask.jobs import JobTable, wait_until_ended
 from hpcdask.models import ClusterTag, JobRecord, ScaleDecision
 from hpcdask.options import JobOptions
+from hpcdask.submission import (
+    Batch,
+    BatchJob,
+    JobSpec,
+    cancel_unknown,
+    may_have_queued,
+    shape_batches,
+)
 
 __all__ = ["BatchJob", "Fleet", "JobSpec", "SchedulerActions", "cancel_unknown"]
 
-#: what SpecCluster holds for one wanted job: its handle class, and the
-#: suffixes of its workers' names when it runs several
-JobSpec = dict[str, object]
-
 logger = logging.getLogger(__name__)
 
-
-class BatchJob:
-    """SpecCluster's handle on one batch job (what it holds for each entry of its
-    ``workers``); the job table does the queue I/O."""
-
-    def __init__(self, record: JobRecord) -> None:
-        self.record = record
-        self.name = record.name
-        self.status = Status.running
-
-    def __await__(self) -> Generator[None, None, BatchJob]:
-        # submitted is started, as far as SpecCluster's ``await cluster`` goes
-        yield from asyncio.sleep(0).__await__()
-        return self
-
-    async def close(self) -> None:
-        """Forget the job (the job table cancels it)."""
-        self.status = Status.closed
-
-    def __repr__(self) -> str:
-        record = self.record
-        return f"<BatchJob {self.name} job_id={record.job_id} {record.state.value}>"
+#: renders the job script of some jobs (names), of a walltime (``None``: the
+#: pool's)
+Render = Callable[[list[str], float | None], str]
 
 
 class SchedulerActions(Protocol):
@@ -83,7 +69,7 @@ class QueueSync:
     def __init__(
         self,
         table: JobTable,
-        render: Callable[[list[str]], str],
+        render: Render,
         scheduler: SchedulerActions,
         tag: ClusterTag | None,
         pool: str,
@@ -101,6 +87,9 @@ class QueueSync:
         self.handles: dict[str, BatchJob] = {}
         #: jobs being retired or cancelled, no longer wanted
         self.leaving: set[str] = set()
+        #: the shapes (walltime, why) of wanted jobs not yet submitted, when
+        #: the adaptive policy chose them
+        self.shapes: dict[str, JobShape | None] = {}
         self.closing = False
         #: a submission failed in a way that may have queued its job all the
         #: same: look for the cluster's tag in the queue when it closes
@@ -123,6 +112,8 @@ class QueueSync:
     async def _sync(self) -> None:
         async with self._lock:
             self._sync_waiting = None
+            for name in [n for n in self.shapes if n not in self.wanted]:
+                del self.shapes[name]
             # submit first: new jobs queue while old ones hand their data over
             busy = self.handles.keys() | self._in_flight
             to_open = [n for n in self.wanted if n not in busy]
@@ -144,23 +135,24 @@ class QueueSync:
         """
         backend = self.table.backend
         size = await backend.max_array_size() if len(names) > 1 else 1
-        batches = [names[i : i + size] for i in range(0, len(names), size)]
+        shapes = [self.shapes.pop(n, None) for n in names]
+        batches = shape_batches(names, shapes, size)
         self._in_flight.update(names)
         task = asyncio.ensure_future(self._submit(batches))
         self._submissions.add(task)
         task.add_done_callback(self._submissions.discard)
         await asyncio.shield(task)
 
-    async def _submit(self, batches: list[list[str]]) -> None:
+    async def _submit(self, batches: list[Batch]) -> None:
         try:
             results = await asyncio.gather(
-                *(self._submit_batch(batch) for batch in batches),
+                *(self._submit_batch(batch, shape) for shape, batch in batches),
                 return_exceptions=True,
             )
         finally:
-            self._in_flight.difference_update(n for b in batches for n in b)
+            self._in_flight.difference_update(n for _, b in batches for n in b)
         errors: list[BaseException] = []
-        for batch, result in zip(batches, results, strict=True):
+        for (_, batch), result in zip(batches, results, strict=True):
             if isinstance(result, BaseException):
                 for name in batch:
                     self.wanted.pop(name, None)
@@ -170,7 +162,7 @@ class QueueSync:
                 self.handles[record.name] = BatchJob(record)
             ids = ", ".join(r.job_id for r in result)
             logger.info("submitted %d job(s): %s", len(result), ids)
-        if any(_may_have_queued(e) for e in errors):
+        if any(may_have_queued(e) for e in errors):
             # a submission that timed out may still have queued its job: find
             # it by the cluster's tag
             self.unconfirmed = True
@@ -178,9 +170,16 @@ class QueueSync:
         if errors:
             raise errors[0]
 
-    async def _submit_batch(self, names: list[str]) -> list[JobRecord]:
-        script = self.render(names)
-        return await self.table.submit(names, script, self.pool, self.options)
+    async def _submit_batch(
+        self, names: list[str], shape: JobShape | None
+    ) -> list[JobRecord]:
+        """One submission of the jobs ``names``, of ``shape``'s walltime (none:
+        the pool's)."""
+        walltime, note = (shape.walltime, shape.note) if shape else (None, "")
+        script = self.render(names, walltime)
+        return await self.table.submit(
+            names, script, self.pool, self.options, walltime, note
+        )
 
     async def submissions_done(self) -> None:
         """Wait for the submissions under way (started by a cancelled caller)."""
@@ -221,7 +220,8 @@ class Fleet(QueueSync):
     table
         the cluster's job table (all queue I/O).
     render
-        the job script for a list of job names (an array script for several).
+        the job script for a list of job names (an array script for several)
+        and their walltime (``None``: the pool's).
     name
         the prefix of job names: jobs are ``name-0``, ``name-1``, ...
     suffixes
@@ -240,7 +240,7 @@ class Fleet(QueueSync):
     def __init__(
         self,
         table: JobTable,
-        render: Callable[[list[str]], str],
+        render: Render,
         name: str,
         suffixes: list[str],
         scheduler: SchedulerActions,
@@ -269,8 +269,9 @@ class Fleet(QueueSync):
             self._counter += 1
         return name
 
-    def _add(self) -> None:
-        self.wanted[self.next_name()] = self._spec
+    def _add(self, shape: JobShape | None = None) -> None:
+        self.wanted[name := self.next_name()] = self._spec
+        self.shapes[name] = shape
         self._counter += 1
 
     def set_target(self, jobs: int) -> None:
@@ -345,38 +346,13 @@ class Fleet(QueueSync):
         for name in (*decision.cancel, *decision.retire):
             if self.wanted.pop(name, None) is not None:
                 self.leaving.add(name)
-        for _ in range(decision.submit):
-            self._add()
+        shapes = decision.shapes or (JobShape(decision.submit, 0.0),)
+        for shape in shapes:
+            for _ in range(shape.count):
+                self._add(shape if shape.walltime else None)
         try:
             await self.sync()
         finally:
             self.leaving.difference_update(
                 [name for name in self.leaving if name not in self.handles]
             )
-
-
-def _may_have_queued(error: BaseException) -> bool:
-    """Whether a failed submission may have queued its job all the same: not
-    when the queue refused it, but when it timed out (the command was killed)."""
-    if isinstance(error, JobSubmissionError):
-        return error.returncode == 124
-    return not isinstance(error, ValueError)
-
-
-async def cancel_unknown(table: JobTable, tag: ClusterTag | None) -> list[str]:
-    """Cancel the jobs in the queue that carry ``tag`` but that ``table`` does
-    not know (their submission timed out, or was cut short); their ids."""
-    if tag is None:
-        return []
-    known = {r.job_id for r in table.records.values()}
-    jobs = await table.backend.jobs_tagged(tag)
-    unknown = [job.job_id for job in jobs if job.job_id not in known]
-    if unknown:
-        logger.warning(
-            "cancelling %d job(s) of this cluster whose submission was not "
-            "confirmed: %s",
-            len(unknown),
-            ", ".join(unknown),
-        )
-        await table.backend.cancel(unknown)
-    return unknown

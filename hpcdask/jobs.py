@@ -32,6 +32,17 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+def _new_records(
+    names: Sequence[str], pool: str, time_limit: float | None, note: str
+) -> list[JobRecord]:
+    """The records of jobs being submitted now (``time_limit``: a walltime
+    chosen for them, ``note``: why)."""
+    submitting = JobStatus(
+        JobState.SUBMITTING, submit_time=time.time(), time_limit=time_limit
+    )
+    return [JobRecord(name, status=submitting, pool=pool, note=note) for name in names]
+
+
 class JobTable:
     """The jobs of one cluster, keyed by their name.
 
@@ -150,20 +161,22 @@ class JobTable:
         script: str,
         pool: str = "",
         options: JobOptions | None = None,
+        time_limit: float | None = None,
+        note: str = "",
     ) -> list[JobRecord]:
         """Queue the jobs ``names`` of ``pool`` with one submission of ``script``.
 
         Several names need a system with job arrays (``script`` is then an array
         script). ``options`` are the pool's (default: the table's), which name
-        the log files. Raises JobSubmissionError; the records then show FAILED.
+        the log files; ``time_limit`` is the walltime the script asks for, when
+        it is not the pool's, and ``note`` why. Raises JobSubmissionError; the
+        records then show FAILED.
         """
         opts = options or self.options
         system = self.backend.system
         if len(names) > 1 and not system.supports_arrays:
             raise ValueError(f"{system.name} cannot submit {len(names)} jobs at once")
-        now = time.time()
-        submitting = JobStatus(JobState.SUBMITTING, submit_time=now)
-        records = [JobRecord(name, status=submitting, pool=pool) for name in names]
+        records = _new_records(names, pool, time_limit, note)
         for record in records:
             self.records[record.name] = record
             if "$" in record.name:

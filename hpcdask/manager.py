@@ -17,6 +17,7 @@ import os
 import secrets
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from hpcdask.adaptive import AdaptiveJobs
@@ -233,14 +234,19 @@ class JobManager:
 
     # -- what is shown ---------------------------------------------------------
 
-    def render(self, names: list[str]) -> str:
+    def render(self, names: list[str], walltime: float | None = None) -> str:
         """The job script for the default pool's jobs ``names`` (an array for
-        several)."""
-        return self.render_for(self.options, names)
+        several), of ``walltime`` seconds when given (else the pool's)."""
+        return self.render_for(self.options, names, walltime)
 
-    def render_for(self, opts: JobOptions, names: list[str]) -> str:
-        """The job script for the jobs ``names`` with options ``opts``."""
+    def render_for(
+        self, opts: JobOptions, names: list[str], walltime: float | None = None
+    ) -> str:
+        """The job script for the jobs ``names`` with options ``opts``, of
+        ``walltime`` seconds when given (else that of ``opts``)."""
         assert self.scheduler_address, "the cluster has not started"
+        if walltime is not None:
+            opts = replace(opts, walltime=int(walltime))
         return render_job_script(
             opts,
             self.backend.system,
@@ -291,6 +297,7 @@ class JobManager:
             pool_labels={k: p.label for k, p in self.pools.items()}
             if several
             else None,
+            shape_reason=self.pools.shape_reason(),
         )
 
 

@@ -13,6 +13,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import ClassVar, NamedTuple
 
+from hpcdask.forecast import JobShape, QueueForecast, ShapeParams
+
 
 class JobState(enum.Enum):
     """The state of one batch job, as the queue reports it.
@@ -94,6 +96,8 @@ class JobStatus(NamedTuple):
     end_time: float | None = None
     time_limit: float | None = None
     exit_code: str = ""
+    #: the partition (queue) the job runs or waits in
+    partition: str = ""
 
     def updated(self, newer: JobStatus) -> JobStatus:
         """This status after the queue said ``newer``.
@@ -116,6 +120,7 @@ class JobStatus(NamedTuple):
             end_time=newer.end_time or self.end_time,
             time_limit=newer.time_limit or self.time_limit,
             exit_code=newer.exit_code or self.exit_code,
+            partition=newer.partition or self.partition,
         )
 
     def run_seconds(self, now: float) -> float:
@@ -158,6 +163,8 @@ class JobRecord:
     requeues: int = 0
     #: the worker pool the job belongs to ("": the cluster's default pool)
     pool: str = ""
+    #: why the job asks for its walltime (when the adaptive policy chose it)
+    note: str = ""
 
     @property
     def state(self) -> JobState:
@@ -285,6 +292,16 @@ class ClusterSnapshot:
     #: the longest average run time (s) of the kinds of tasks still to run; 0
     #: when none has been timed yet
     task_duration: float = 0.0
+    #: the queue's plan, to choose the walltime of new jobs (None: not known)
+    forecast: QueueForecast | None = None
+    #: a forecast is being read and none is at hand: wait for it to submit
+    forecast_due: bool = False
+
+
+def lifetime_margin(walltime: float) -> float:
+    """Seconds a worker retires before its job's walltime: 10% of it, at
+    least 15 s and at most 5 minutes, and never more than half of it."""
+    return min(max(0.1 * walltime, 15.0), 300.0, 0.5 * walltime)
 
 
 @dataclass(frozen=True)
@@ -303,6 +320,9 @@ class PolicyParams:
     lifetime_margin: float = 0.0
     max_failed_starts: int = 3
     failure_backoff: float = 5.0
+    #: how new jobs' walltimes are chosen from the queue's forecast (None: all
+    #: jobs ask for the user's walltime)
+    shapes: ShapeParams | None = None
 
     def __post_init__(self) -> None:
         if self.minimum_jobs < 0 or self.maximum_jobs < self.minimum_jobs:
@@ -335,6 +355,8 @@ class ScaleDecision:
     retire: tuple[str, ...] = ()
     drain: tuple[str, ...] = ()
     reason: str = ""
+    #: the walltimes of the ``submit`` new jobs, when chosen (else the user's)
+    shapes: tuple[JobShape, ...] = ()
 
     @property
     def is_noop(self) -> bool:

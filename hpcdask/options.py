@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpcdask.errors import InvalidOptionError
+from hpcdask.models import lifetime_margin
 from hpcdask.optiontable import (
     DEFAULTS,
     DEPRECATED_NAMES,
@@ -35,6 +36,7 @@ from hpcdask.validation import (
     check_path,
     check_positive_int,
     check_protocol,
+    check_queues,
     check_resources,
     check_seconds,
     check_shebang,
@@ -161,8 +163,7 @@ class JobOptions:
         walltime, at least 15 s and at most 5 minutes, and never more than half
         the walltime.
         """
-        margin = min(max(0.1 * self.walltime, 15.0), 300.0, 0.5 * self.walltime)
-        return max(int(self.walltime - margin), 1)
+        return max(int(self.walltime - lifetime_margin(self.walltime)), 1)
 
 
 def default_processes(cores: int) -> int:
@@ -340,7 +341,7 @@ _FIELD_CHECKS: dict[str, Check] = {
     "resource_spec": optional(check_identifier),
     "memory": parse_memory,
     "death_timeout": check_seconds,
-    "queue": optional(check_identifier),
+    "queue": optional(check_queues),
     "account": optional(check_identifier),
     "project": optional(check_identifier),
     "parallel_environment": optional(check_identifier),

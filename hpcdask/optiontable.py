@@ -54,7 +54,7 @@ _OPTIONS: dict[str, tuple[object, str]] = {
     ),
     "worker_extra_args": ([], "extra arguments of the worker command"),
     "shebang": ("#!/usr/bin/env bash", "first line of the job script"),
-    "queue": (None, "queue (Slurm partition)"),
+    "queue": (None, "queue (Slurm: a partition, or a list of them)"),
     "account": (None, "account / project charged (SGE: -A account string)"),
     "project": (None, "SGE -P project (Slurm, PBS: the old name of account)"),
     "walltime": (None, "walltime per job (default 00:30:00)"),

@@ -36,9 +36,11 @@ _TABLE_COLUMNS = (
     ("state", "state", 80),
     ("reason", "reason", 140),
     ("node", "node", 80),
+    ("queue", "queue", 80),
     ("workers", "workers", 60),
     ("age", "age", 80),
     ("left", "walltime left", 90),
+    ("why", "why this walltime", 300),
 )
 
 
@@ -114,7 +116,10 @@ SERIES = (
     "core_hours",
 )
 #: columns of the job-table source.
-TABLE = ("job_id", "name", "state", "reason", "node", "workers", "age", "left")
+TABLE = (
+    "job_id", "name", "state", "reason", "node", "queue", "workers", "age", "left",
+    "why",
+)  # fmt: skip
 
 
 def series_columns(samples: Sequence[Sample]) -> dict[str, Any]:
@@ -138,9 +143,11 @@ def table_columns(view: ClusterView) -> dict[str, Any]:
         "state": [j.state.value for j in rows],
         "reason": [j.status.reason for j in rows],
         "node": [j.status.node for j in rows],
+        "queue": [j.status.partition for j in rows],
         "workers": [j.workers for j in rows],
         "age": [format_duration(j.age) for j in rows],
         "left": [format_duration(j.walltime_left) for j in rows],
+        "why": [j.note for j in rows],
     }
 
 
@@ -161,6 +168,8 @@ def summary_html(view: ClusterView) -> str:
         ("Charged", f"{charged}, burning {usage.burn_rate:g} core-hours/hour"),
     ]
     items += [("Pool", pool.describe()) for pool in view.pools]
+    if view.shape_reason:
+        items.append(("Job walltime", view.shape_reason))
     if view.controller_error:
         items.append(("Queue not answering", view.controller_error))
     cells = "".join(

@@ -29,6 +29,10 @@ Rules, in order:
    retires) or the walltime (the queue kills it) and run again elsewhere. Tasks
    longer than a quarter of a job's lifetime cannot be helped this way and do not
    drain.
+6. Walltime: with ``params.shapes``, the jobs submitted ask for the walltime
+   that starts soonest in the snapshot's forecast of the queue
+   (:func:`hpcdask.shapes.shape_decision`); a job shorter than the user's
+   walltime is replaced by the lifetime margin of its own walltime.
 """
 
 from __future__ import annotations
@@ -37,9 +41,16 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from hpcdask.models import ClusterSnapshot, PolicyParams, ScaleDecision
+from hpcdask.models import (
+    ClusterSnapshot,
+    JobView,
+    PolicyParams,
+    ScaleDecision,
+    lifetime_margin,
+)
+from hpcdask.shapes import shape_decision
 
-__all__ = ["PolicyParams", "PolicyState", "decide", "wanted_jobs"]
+__all__ = ["PolicyParams", "PolicyState", "decide", "wanted_jobs", "wants_forecast"]
 
 
 @dataclass(frozen=True)
@@ -97,7 +108,6 @@ def _tally(
     # a worker holds a task beyond those it runs (distributed's worker
     # saturation): the last one it gets may start a task's time after it
     drain_ahead = 2 * snapshot.task_duration
-    horizon = now + params.replace_ahead + drain_ahead
     tally = _Tally()
     for job in snapshot.jobs:
         if job.retiring:
@@ -109,9 +119,14 @@ def _tally(
             tally.idle_since[job.name] = since
             idle_for = now - since
         start, limit = job.start_time, job.time_limit
-        if start is not None and limit is not None and start + limit <= horizon:
+        margin, ahead = _margins(job, params)
+        if (
+            start is not None
+            and limit is not None
+            and start + limit <= (now + ahead + drain_ahead)
+        ):
             # near its walltime: not capacity
-            lifetime = limit - params.lifetime_margin
+            lifetime = limit - margin
             if 0 < drain_ahead < lifetime / 2 and start + lifetime - drain_ahead <= now:
                 # too close to its end to finish another task: drain, then go
                 (tally.retire_expiring if job.idle else tally.drain).append(job.name)
@@ -126,6 +141,36 @@ def _tally(
     return tally
 
 
+def _margins(job: JobView, params: PolicyParams) -> tuple[float, float]:
+    """A job's lifetime margin and how long before its walltime it is
+    replaced: a job shorter than the user's walltime (its walltime chosen by
+    the shape policy) has the margin of its own walltime."""
+    shapes, limit = params.shapes, job.time_limit
+    if shapes is None or limit is None or limit >= shapes.walltime:
+        return params.lifetime_margin, params.replace_ahead
+    margin = lifetime_margin(limit)
+    return margin, params.replace_ahead - params.lifetime_margin + margin
+
+
+def wants_forecast(
+    snapshot: ClusterSnapshot, now: float, params: PolicyParams, lead: float
+) -> bool:
+    """Whether a scale-up may come within ``lead`` seconds: the target asks
+    for more jobs than live ones, or a job nears the time of its replacement
+    (a forecast is read only then)."""
+    if params.shapes is None:
+        return False
+    if wanted_jobs(snapshot.target_workers, params) > len(snapshot.jobs):
+        return True
+    horizon = now + params.replace_ahead + lead + 2 * snapshot.task_duration
+    return any(
+        job.start_time is not None
+        and job.time_limit is not None
+        and job.start_time + job.time_limit <= horizon
+        for job in snapshot.jobs
+    )
+
+
 def decide(
     snapshot: ClusterSnapshot, state: PolicyState, now: float, params: PolicyParams
 ) -> tuple[ScaleDecision, PolicyState]:
@@ -138,6 +183,7 @@ def decide(
         decision = _scale_up(
             snapshot, state, now, params, tally.pending_total, wanted - tally.capacity
         )
+        decision = shape_decision(decision, snapshot, now, params.shapes)
         return replace(
             decision, retire=tuple(tally.retire_expiring), drain=drain
         ), state

@@ -130,14 +130,14 @@ class Pool:
         table: JobTable,
         scheduler: SchedulerActions,
         tag: ClusterTag | None,
-        render: Callable[[JobOptions, list[str]], str],
+        render: Callable[[JobOptions, list[str], float | None], str],
     ) -> None:
         self.name = pool
         self.options = opts
         self.resources = job_resources(opts, table.backend.system)
         self.fleet = Fleet(
             table,
-            lambda names: render(opts, names),
+            lambda names, walltime: render(opts, names, walltime),
             opts.name,
             worker_suffixes(opts),
             scheduler,

@@ -6,7 +6,9 @@ with its own target: the workers its own work is worth
 (:func:`hpcdask.demand.pool_targets`, read once for all pools by
 :class:`PoolDemand`). A cluster-wide ``maximum_jobs`` is shared: each pool may
 grow into what the other pools' live jobs leave of it
-(:func:`hpcdask.demand.share_of_maximum`).
+(:func:`hpcdask.demand.share_of_maximum`). When a pool's settings choose job
+shapes, its snapshots carry the queue's forecast for the pool's own jobs (its
+partitions, cores, memory and walltime: :func:`hpcdask.startprobe.start_probe`).
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 
+from hpcdask.config import AdaptiveSettings
 from hpcdask.demand import Offer, pool_targets, share_of_maximum
 from hpcdask.models import ClusterSnapshot, PolicyParams, ScaleDecision
 from hpcdask.pooldemand import read_work
 from hpcdask.pools import DEFAULT_POOL, Pool, pool_label
 from hpcdask.probe import UNMEASURED_SCAN_LIMIT, SchedulerProbe
+from hpcdask.startprobe import start_probe, with_forecast
 
 __all__ = ["PoolDemand", "PoolScaling"]
 
@@ -90,18 +94,21 @@ class PoolScaling:
         pool: Pool,
         probe: SchedulerProbe,
         demand: PoolDemand,
+        settings: AdaptiveSettings,
         cluster_maximum: int | None,
         jobs_elsewhere: Callable[[], int],
     ) -> None:
         self.pool = pool
         self.probe = probe
         self.demand = demand
+        self.params = settings.params
         self.cluster_maximum = cluster_maximum
         self.jobs_elsewhere = jobs_elsewhere
+        self.starts = start_probe(probe.table.backend, settings)
 
     def snapshot(self, now: float) -> ClusterSnapshot:
         duration = max(self.demand.target_duration(), 0.0)
-        return self.probe.snapshot(
+        snapshot = self.probe.snapshot(
             now,
             duration,
             leaving=self.pool.fleet.leaving,
@@ -109,9 +116,15 @@ class PoolScaling:
             target=self.demand.target(self.pool.name, now),
             time_limit=self.pool.options.walltime,
         )
+        return with_forecast(snapshot, now, self.limits(self.params), self.starts)
 
     def limits(self, params: PolicyParams) -> PolicyParams:
         return share_of_maximum(params, self.cluster_maximum, self.jobs_elsewhere())
 
     async def apply(self, decision: ScaleDecision) -> None:
         await self.pool.fleet.apply(decision)
+
+    def stop(self) -> None:
+        """The pool's adaptive scaling stops: abandon a forecast being read."""
+        if self.starts is not None:
+            self.starts.stop()

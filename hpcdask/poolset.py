@@ -40,7 +40,7 @@ class PoolSet:
         table: JobTable,
         probe: SchedulerProbe,
         tag: ClusterTag | None,
-        render: Callable[[JobOptions, list[str]], str],
+        render: Callable[[JobOptions, list[str], float | None], str],
     ) -> None:
         self.table = table
         self.probe = probe
@@ -100,12 +100,7 @@ class PoolSet:
         self.stop_adaptive()
         default = settings[DEFAULT_POOL]
         if len(self.pools) == 1:
-            scaling = ClusterScaling(
-                self.probe,
-                self.default.fleet,
-                default.target_duration,
-                default.params.maximum_workers,
-            )
+            scaling = ClusterScaling(self.probe, self.default.fleet, default)
             self.default.adaptive = AdaptiveJobs(
                 scaling, default.params, default.interval
             )
@@ -133,8 +128,10 @@ class PoolSet:
             def elsewhere(name: str = name) -> int:
                 return sum(1 for r in table.live() if r.pool != name)
 
-            scaling = PoolScaling(pool, self.probe, demand, cluster_maximum, elsewhere)
             own = settings[name]
+            scaling = PoolScaling(
+                pool, self.probe, demand, own, cluster_maximum, elsewhere
+            )
             pool.adaptive = AdaptiveJobs(scaling, own.params, own.interval, pool.label)
 
     def start_adaptive(self) -> None:
@@ -148,6 +145,19 @@ class PoolSet:
             pool.stop_adaptive()
 
     # -- what is shown ---------------------------------------------------------
+
+    def shape_reason(self) -> str:
+        """Why the latest jobs of each adaptive pool asked for their walltime
+        ("" when none was chosen); with several pools, each named."""
+        several = len(self.pools) > 1
+        reasons = [
+            f"{pool.label}: {pool.adaptive.shape_reason}"
+            if several
+            else pool.adaptive.shape_reason
+            for pool in self.pools.values()
+            if pool.adaptive is not None and pool.adaptive.shape_reason
+        ]
+        return "; ".join(reasons)
 
     def rows(
         self,

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING
 
+from hpcdask.config import AdaptiveSettings
 from hpcdask.fleet import Fleet
 from hpcdask.jobs import JobTable
 from hpcdask.models import (
@@ -27,6 +28,7 @@ from hpcdask.models import (
     PolicyParams,
     ScaleDecision,
 )
+from hpcdask.startprobe import StartProbe, start_probe, with_forecast
 
 __all__ = [
     "UNMEASURED_SCAN_LIMIT",
@@ -205,20 +207,32 @@ class SchedulerProbe:
         """Retire these workers through the scheduler (data handed over, at most
         a minute); a failure leaves them to be cancelled with their jobs."""
         wanted = set(worker_names)
+        found = []
         if self._scheduler is not None:
-            self.note_retired(
+            found = [
                 ws.address
                 for ws in self._scheduler.workers.values()
                 if str(ws.name) in wanted
-            )
+            ]
+            self.note_retired(found)
         if self._rpc is None:
             return
+        retired: object = None
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(
+            retired = await asyncio.wait_for(
                 self._rpc.retire_workers(
                     names=worker_names, close_workers=True, remove=True
                 ),
                 timeout=60,
+            )
+        if isinstance(retired, dict) and len(retired) < len(found):
+            logger.warning(
+                "%d of %d workers could not hand their data over (no other worker "
+                "to take it): it is computed again when needed. Jobs ended before "
+                "their replacements started (a busy queue; with short jobs chosen "
+                "to start sooner, adapt(job_shapes=False) keeps the full walltime)",
+                len(found) - len(retired),
+                len(found),
             )
 
 
@@ -232,33 +246,41 @@ class ClusterScaling:
     worker is worth starting when the backlog keeps it busy at least as long
     as its start-up is charged. Queue wait is not charged and does not count:
     jobs asked for in vain are cancelled while still queued.
+
+    When the policy chooses job shapes (``params.shapes``), snapshots carry
+    the queue's forecast of when new jobs would start (:attr:`starts`), read
+    while a scale-up may come.
     """
 
     def __init__(
-        self,
-        probe: SchedulerProbe,
-        fleet: Fleet,
-        target_duration: float,
-        maximum_workers: int,
+        self, probe: SchedulerProbe, fleet: Fleet, settings: AdaptiveSettings
     ) -> None:
         self.probe = probe
         self.fleet = fleet
-        self.target_duration = target_duration
+        self.params = params = settings.params
+        self.target_duration = settings.target_duration
         self.unmeasured_limit = min(
-            maximum_workers * probe.threads_per_worker, UNMEASURED_SCAN_LIMIT
+            params.maximum_workers * probe.threads_per_worker, UNMEASURED_SCAN_LIMIT
         )
+        self.starts: StartProbe | None = start_probe(probe.table.backend, settings)
 
     def snapshot(self, now: float) -> ClusterSnapshot:
         duration = max(self.target_duration, self.probe.table.startup_time())
-        return self.probe.snapshot(
+        snapshot = self.probe.snapshot(
             now, duration, self.unmeasured_limit, self.fleet.leaving
         )
+        return with_forecast(snapshot, now, self.params, self.starts)
 
     def limits(self, params: PolicyParams) -> PolicyParams:
         return params
 
     async def apply(self, decision: ScaleDecision) -> None:
         await self.fleet.apply(decision)
+
+    def stop(self) -> None:
+        """Adaptive scaling stops: abandon a forecast being read."""
+        if self.starts is not None:
+            self.starts.stop()
 
 
 def unmeasured_tasks(scheduler: Scheduler, limit: int) -> int:

@@ -39,6 +39,14 @@ def check_identifier(option: str, value: object) -> str:
     return value
 
 
+def check_queues(option: str, value: object) -> str:
+    """A queue, or a list of them (``["regular", "shared"]``) written as Slurm
+    reads a partition list: ``"regular,shared"``."""
+    if isinstance(value, (list, tuple)) and value:
+        return ",".join(check_identifier(option, v) for v in value)
+    return check_identifier(option, value)
+
+
 def check_line(option: str, value: object) -> str:
     """One line of text (a directive, a shebang): no newline, CR or NUL."""
     if not isinstance(value, str):

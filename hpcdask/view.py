@@ -70,6 +70,8 @@ class JobRow:
     walltime_left: float | None = None
     #: the job's worker pool, in a cluster of several ("" otherwise)
     pool: str = ""
+    #: why the job asks for its walltime, when the adaptive policy chose it
+    note: str = ""
 
     @property
     def state(self) -> JobState:
@@ -84,6 +86,7 @@ class JobRow:
         now: float,
         workers: int = 0,
         pool: str = "",
+        note: str = "",
     ) -> JobRow:
         submitted = status.submit_time
         return cls(
@@ -94,6 +97,7 @@ class JobRow:
             age=None if submitted is None else now - submitted,
             walltime_left=walltime_left(status, now),
             pool=pool,
+            note=note,
         )
 
 
@@ -138,6 +142,8 @@ class ClusterView:
     #: one row per worker pool when the cluster has several (the per-job
     #: fields above are then the default pool's)
     pools: tuple[PoolRow, ...] = ()
+    #: why the latest jobs asked for their walltime ("" when not chosen)
+    shape_reason: str = ""
 
     def _count(self, states: frozenset[JobState]) -> int:
         return sum(n for s, n in self.counts.items() if s in states)
@@ -233,12 +239,12 @@ def build_view(
     usage: Usage | None = None,
     pools: Sequence[PoolRow] = (),
     pool_labels: Mapping[str, str] | None = None,
+    shape_reason: str = "",
 ) -> ClusterView:
     """The view of a cluster with ``opts`` whose jobs are ``records`` and whose
     scheduler knows ``workers`` (their ``scheduler_info`` entries). A cluster
     of several pools passes its ``usage``, its ``pools`` and the label of
     each pool key (``pool_labels``) for the jobs' ``pool``."""
-    labels = pool_labels or {}
     return ClusterView(
         now=now,
         cluster_type=cluster_type,
@@ -251,12 +257,7 @@ def build_view(
         processes_per_job=opts.processes,
         nodes_per_job=opts.nodes,
         walltime=opts.walltime,
-        jobs=tuple(
-            JobRow.of(
-                r.job_id, r.name, shown(r), now, len(r.workers), labels.get(r.pool, "")
-            )
-            for r in records
-        ),
+        jobs=_job_rows(records, shown, now, pool_labels or {}),
         workers_connected=len(workers),
         threads_connected=sum(int(w.get("nthreads", 0)) for w in workers),
         memory_connected=sum(int(w.get("memory_limit") or 0) for w in workers),
@@ -269,6 +270,29 @@ def build_view(
         controller_error=controller_error,
         counts=Counter(r.state for r in records),
         pools=tuple(pools),
+        shape_reason=shape_reason,
+    )
+
+
+def _job_rows(
+    records: Sequence[JobRecord],
+    shown: Callable[[JobRecord], JobStatus],
+    now: float,
+    labels: Mapping[str, str],
+) -> tuple[JobRow, ...]:
+    """One row per job: its status as shown, its pool's label (``labels``:
+    pool key -> label) and why it asks for its walltime."""
+    return tuple(
+        JobRow.of(
+            r.job_id,
+            r.name,
+            shown(r),
+            now,
+            workers=len(r.workers),
+            pool=labels.get(r.pool, ""),
+            note=r.note,
+        )
+        for r in records
     )
 
 
@@ -315,6 +339,11 @@ def jobs_frame(rows: Sequence[JobRow]) -> pandas.DataFrame:
             "walltime_left": pandas.NaT
             if r.walltime_left is None
             else pandas.Timedelta(seconds=round(r.walltime_left)),
+            "queue": r.status.partition,
+            "walltime": pandas.NaT
+            if r.status.time_limit is None
+            else pandas.Timedelta(seconds=round(r.status.time_limit)),
+            "why_walltime": r.note,
         }
         for r in rows
     ]
@@ -322,6 +351,7 @@ def jobs_frame(rows: Sequence[JobRow]) -> pandas.DataFrame:
     columns = [
         "job_id", *pools, "name", "state", "reason", "workers", "node",
         "submit_time", "start_time", "end_time", "walltime_left",
+        "queue", "walltime", "why_walltime",
     ]  # fmt: skip
     frame: pandas.DataFrame = pandas.DataFrame(records, columns=columns)
     return frame

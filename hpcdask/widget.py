@@ -60,6 +60,7 @@ def render_jobs_table(view: ClusterView) -> str:
             "reason",
             "workers",
             "node",
+            "queue",
             "age",
             "walltime left",
         )
@@ -75,6 +76,7 @@ def render_jobs_table(view: ClusterView) -> str:
             html.escape(job.status.reason),
             str(job.workers),
             html.escape(job.status.node),
+            html.escape(job.status.partition),
             format_duration(job.age),
             format_duration(job.walltime_left),
         ]
@@ -130,6 +132,8 @@ def _summary_rows(view: ClusterView) -> list[tuple[str, str]]:
     if view.pools:
         # the per-job fields are the default pool's: each pool says its own
         rows[3] = ("Pools", "<br>".join(e(p.describe()) for p in view.pools))
+    if view.shape_reason:
+        rows.append(("Job walltime", e(view.shape_reason)))
     if view.controller_error:
         rows.append(("Queue", f"<b>not answering</b>: {e(view.controller_error)}"))
     if view.failures:

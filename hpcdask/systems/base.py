@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import ClassVar, Protocol
 
 from hpcdask.errors import BatchCommandError, JobSubmissionError
+from hpcdask.forecast import QueueForecast
 from hpcdask.models import ClusterTag, JobState, JobStatus, QueuedJob
 from hpcdask.options import JobOptions
 from hpcdask.runner import Completed, Runner, current_user
@@ -170,6 +171,16 @@ class QueueCommands(BatchSystem, abc.ABC):
         """The controller's host name in :meth:`controller_argv`'s output."""
         return None
 
+    def forecast_argvs(self, partitions: Sequence[str]) -> list[list[str]] | None:
+        """Commands that read the queue's plan for jobs in ``partitions``
+        (empty: the default one), when the system can say when a job would
+        start; their outputs go to :meth:`parse_forecast`."""
+        return None
+
+    def parse_forecast(self, outputs: Sequence[str], now: float) -> QueueForecast:
+        """The plan from the outputs of :meth:`forecast_argvs`, read at ``now``."""
+        raise NotImplementedError(f"{self.name} has no start forecast")
+
     @abc.abstractmethod
     def list_argv(self, user: str) -> list[str]:
         """One command listing the jobs of ``user``."""
@@ -318,6 +329,24 @@ class CommandBackend:
 
     async def jobs_tagged(self, tag: ClusterTag) -> list[QueuedJob]:
         return [j for j in await self.list_jobs(current_user()) if j.tag == tag]
+
+    async def forecast(
+        self, partitions: Sequence[str], now: float
+    ) -> QueueForecast | None:
+        """The queue's plan for jobs in ``partitions`` (``None``: the system
+        cannot say); raises BatchCommandError when a command fails."""
+        argvs = self.system.forecast_argvs(partitions)
+        if argvs is None:
+            return None
+        outputs = []
+        for argv in argvs:
+            result = await self._run(argv)
+            if not result.ok:
+                raise BatchCommandError(result.argv, result.returncode, result.stderr)
+            outputs.append(result.stdout)
+        if sum(len(out) for out in outputs) > _PARSE_IN_THREAD:
+            return await asyncio.to_thread(self.system.parse_forecast, outputs, now)
+        return self.system.parse_forecast(outputs, now)
 
     async def list_jobs(self, user: str) -> list[QueuedJob]:
         """The live jobs of ``user``, with their clusters' tags; one command."""

@@ -8,10 +8,12 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import ClassVar
 
+from hpcdask.forecast import QueueForecast
 from hpcdask.format import format_hms
 from hpcdask.models import ClusterTag, JobState, JobStatus, QueuedJob
 from hpcdask.options import JobOptions
 from hpcdask.systems.base import QueueCommands
+from hpcdask.systems.slurm_starts import forecast_argvs, parse_forecast
 from hpcdask.systems.timefmt import parse_clock, parse_duration
 
 #: squeue's ``%T`` (long state name) -> JobState.
@@ -146,7 +148,7 @@ class Slurm(QueueCommands):
             "--noheader",
             "--array",
             "--states=all",
-            f"--format={SQUEUE_FORMAT}",
+            f"--format={SQUEUE_FORMAT}|%P",
             f"--jobs={','.join(bases)}",
         ]
 
@@ -190,6 +192,12 @@ class Slurm(QueueCommands):
             return set(job_ids)
         return set()
 
+    def forecast_argvs(self, partitions: Sequence[str]) -> list[list[str]]:
+        return forecast_argvs(partitions)
+
+    def parse_forecast(self, outputs: Sequence[str], now: float) -> QueueForecast:
+        return parse_forecast(outputs, now)
+
     def list_argv(self, user: str) -> list[str]:
         return [
             "squeue",
@@ -213,13 +221,14 @@ class Slurm(QueueCommands):
 
 
 def parse_squeue(stdout: str) -> dict[str, JobStatus]:
-    """Parse ``squeue --format=SQUEUE_FORMAT`` lines into {job id: JobStatus}."""
+    """Parse ``squeue --format=SQUEUE_FORMAT`` lines, with the partition (``%P``)
+    after them or not, into {job id: JobStatus}."""
     out: dict[str, JobStatus] = {}
     for line in stdout.splitlines():
         fields = line.strip().split("|")
-        if len(fields) != 9:
+        if len(fields) not in (9, 10):
             continue
-        job_id, state_name, reason, node, submit, start, end, limit, _left = fields
+        job_id, state_name, reason, node, submit, start, end, limit = fields[:8]
         state = STATES.get(state_name.strip(), JobState.UNKNOWN)
         if state is JobState.PENDING and reason.startswith("JobHeld"):
             state = JobState.HELD
@@ -234,6 +243,7 @@ def parse_squeue(stdout: str) -> dict[str, JobStatus]:
             start_time=parse_clock(start) if started else None,
             end_time=parse_clock(end) if state.is_terminal else None,
             time_limit=parse_duration(limit),
+            partition=fields[9] if len(fields) == 10 else "",
         )
         for element in expand_array_ids(job_id):
             out[element] = status

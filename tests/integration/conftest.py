@@ -100,6 +100,7 @@ def job_field(job_id: str, field: str) -> str:
 
 
 # the fixtures of the other test sites, defined beside this file
+from tests.integration.busy_site import busy_site  # noqa: E402
 from tests.integration.multinode_site import (  # noqa: E402
     multinode,
     multinode_jobs,
@@ -108,6 +109,7 @@ from tests.integration.multinode_site import (  # noqa: E402
 from tests.integration.sge_site import sge, sge_cluster_jobs, sge_jobs  # noqa: E402
 
 __all__ = [
+    "busy_site",
     "multinode",
     "multinode_jobs",
     "on_multinode",
