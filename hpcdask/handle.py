@@ -275,7 +275,8 @@ class ClusterHandle(Cluster):
         """The cluster's jobs as the scheduler job knows them now."""
 
         async def fetch() -> pandas.DataFrame:
-            return jobs_frame((await self._fetch_view()).jobs)
+            view = await self._fetch_view()
+            return jobs_frame(view.jobs, pools=bool(view.pools))
 
         frame: pandas.DataFrame = self._sync(fetch)
         return frame

@@ -24,7 +24,7 @@ from hpcdask.config import ClusterSettings
 from hpcdask.cost import JobResources, Usage, total_usage
 from hpcdask.errors import JobFailedError
 from hpcdask.fleet import Fleet, cancel_unknown
-from hpcdask.jobs import JobTable
+from hpcdask.jobs import JobTable, wait_until_ended
 from hpcdask.models import ClusterTag
 from hpcdask.network import workers_address
 from hpcdask.noise import SchedulerNoise
@@ -180,6 +180,15 @@ class JobManager:
         await asyncio.gather(*(fleet.sync() for fleet in fleets))
         if any(fleet.unconfirmed for fleet in fleets):
             await cancel_unknown(self.table, self.tag)
+        # jobs no fleet holds (retired, or ending on their own) that the last
+        # poll still saw live: look again, and cancel those that are
+        stray = [r for r in self.table.live() if r.job_id]
+        if stray:
+            await self.table.poll()
+            stray = [r for r in stray if not r.state.is_terminal]
+        if stray:
+            await self.table.cancel(stray)
+            await wait_until_ended(self.table, stray, timeout=15)
 
     # -- scaling ---------------------------------------------------------------
 

@@ -242,8 +242,8 @@ class _Owner:
 def test_interfaces(
     kwargs: dict[str, object], scheduler: dict[str, object], workers: str | None
 ) -> None:
-    from hpcdask.schedulerargs import scheduler_options
     from hpcdask.dashboard import HPCDashboard
+    from hpcdask.schedulerargs import scheduler_options
 
     opts = options(**kwargs)
     chosen = scheduler_options(opts, None, HPCDashboard(_Owner().view, None))
