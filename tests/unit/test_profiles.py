@@ -248,3 +248,19 @@ async def test_a_profile_may_define_pools() -> None:
             big = cluster.job_script(pool="big_mem")
             assert "#SBATCH --constraint=bigmem" in big and "#SBATCH -p regular" in big
             assert "--gres" not in cluster.job_script()
+
+
+async def test_the_documented_pools_profile_makes_both_pools() -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "pools.md"
+    block = re.search(r"```yaml\n(.*?)```", docs.read_text(), re.S)
+    assert block is not None
+    config = yaml.safe_load(block.group(1))
+    with dask.config.set({"hpcdask.profiles": config["hpcdask"]["profiles"]}):
+        async with SLURMCluster.from_profile(
+            "cpu-and-gpu", asynchronous=True
+        ) as cluster:
+            gpu = cluster.job_script(pool="gpu")
+            assert "#SBATCH --gres=gpu:4" in gpu and "--mem-per-gpu=60G" in gpu
+            assert "--nworkers 1" in gpu and "--resources GPU=1" in gpu
+            cpu = cluster.job_script()
+            assert "--resources CPU=1" in cpu and "--gres" not in cpu
