@@ -242,8 +242,11 @@ class ClusterHandle(Cluster):
         assert self.scheduler_comm is not None, "the handle has not connected"
         return await getattr(self.scheduler_comm, op)(**kwargs)
 
+    async def _unpickled(self, op: str, **kwargs: Any) -> Any:
+        return pickle.loads(await self._call(op, **kwargs))
+
     async def _fetch_view(self) -> ClusterView:
-        view: ClusterView = pickle.loads(await self._call("hpcdask_view"))
+        view: ClusterView = await self._unpickled("hpcdask_view")
         self._view = view
         return view
 
@@ -265,15 +268,8 @@ class ClusterHandle(Cluster):
         pool: str | None = None,
     ) -> Any:
         """As ``HPCCluster.scale``, done by the scheduler job."""
-        return self._sync(
-            self._call,
-            "hpcdask_scale",
-            n=n,
-            memory=memory,
-            cores=cores,
-            jobs=jobs,
-            pool=pool,
-        )
+        amount = {"n": n, "memory": memory, "cores": cores, "jobs": jobs}
+        return self._sync(self._call, "hpcdask_scale", **amount, pool=pool)
 
     def add_pool(self, name: str, **options: Any) -> Any:
         """As ``HPCCluster.add_pool``, done by the scheduler job."""
@@ -289,23 +285,13 @@ class ClusterHandle(Cluster):
 
     def jobs(self) -> pandas.DataFrame:
         """The cluster's jobs as the scheduler job knows them now."""
-
-        async def fetch() -> pandas.DataFrame:
-            view = await self._fetch_view()
-            return jobs_frame(view.jobs, pools=bool(view.pools))
-
-        frame: pandas.DataFrame = self._sync(fetch)
-        return frame
+        view: ClusterView = self._sync(self._fetch_view)
+        return jobs_frame(view.jobs, pools=bool(view.pools))
 
     def usage(self, pool: str | None = None) -> Usage:
         """What the cluster's jobs (of ``pool``) have been charged so far (see
         ``HPCCluster.usage``)."""
-
-        async def fetch() -> Usage:
-            usage: Usage = pickle.loads(await self._call("hpcdask_usage", pool=pool))
-            return usage
-
-        usage: Usage = self._sync(fetch)
+        usage: Usage = self._sync(self._unpickled, "hpcdask_usage", pool=pool)
         return usage
 
     def job_script(self, pool: str | None = None) -> str:
