@@ -41,6 +41,7 @@ __all__ = [
     "PoolMemory",
     "Work",
     "pool_targets",
+    "pool_task_durations",
     "route",
     "share_of_maximum",
 ]
@@ -88,6 +89,8 @@ class Work:
     restrictions: Mapping[str, float]
     tasks: int
     seconds: float
+    #: the longest average run time of the timed kinds among them (0: none)
+    longest: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,20 @@ def pool_targets(
         workers = max(workers, _keepers(offer.pool, memory))
         targets[offer.pool] = workers
     return targets, stranded
+
+
+def pool_task_durations(
+    work: Iterable[Work], offers: Sequence[Offer], default: str
+) -> dict[str, float]:
+    """The longest average run time of the kinds of tasks each pool has to run
+    (0: none timed): a pool's jobs drain ahead of their walltime by their own
+    tasks' time, not by another pool's longer ones."""
+    longest = {o.pool: 0.0 for o in offers}
+    for group in work:
+        pool = route(group.restrictions, offers, default)
+        if pool is not None:
+            longest[pool] = max(longest[pool], group.longest)
+    return longest
 
 
 def _keepers(pool: str, memory: Mapping[str, PoolMemory]) -> int:

@@ -120,3 +120,19 @@ def test_a_worker_runs_as_many_tasks_at_once_as_threads_and_resources_allow(
     offer: Offer, restrictions: dict[str, float], expected: int
 ) -> None:
     assert offer.at_once(restrictions) == expected
+
+
+def test_each_pool_drains_by_its_own_tasks_time() -> None:
+    from hpcdask.demand import pool_task_durations
+
+    work = [
+        Work({}, 100, 1000.0, longest=10.0),
+        Work({"GPU": 1}, 8, 1440.0, longest=180.0),
+        Work({"GPU": 2}, 1, 1.0, longest=0.0),  # never timed
+        Work({"TPU": 1}, 1, 900.0, longest=900.0),  # no pool runs it
+    ]
+    assert pool_task_durations(work, POOLS, "cpu") == {
+        "cpu": 10.0,
+        "gpu": 180.0,
+        "gpu2": 0.0,
+    }
