@@ -1,6 +1,6 @@
 """Run the adaptive-scaling benchmarks side by side and print the table.
 
-``python -m benchmarks.run [--only time_to_workers,bursty,walltime,simulate]``
+``python -m benchmarks.run [--only time_to_workers,bursty,walltime,simulate,pools]``
 (``bash benchmarks/run.sh`` sets everything up first). Each scenario runs once per
 tool, in its own process, one after the other on the same local Slurm; results
 are printed as a table with hpcdask / dask-jobqueue ratios and written as JSON to
@@ -133,12 +133,38 @@ def table(results: dict[str, Any]) -> str:
         rows.append(
             f"| 5 | decide() with 10,000 jobs, ms (median / max) | {d['median_ms']:.2f} / {d['max_ms']:.2f} | | | < 5 |"
         )
+    if "pools" in results:
+        from benchmarks.pools import median_of
+
+        r = results["pools"]
+        pools, one = r["runs"]["pools"], r["runs"]["one_shape"]
+        rows.append(
+            "| 6 pools simulation (64 CPU + 8 GPU nodes), medians of "
+            f"{len(r['seeds'])} seeds | | pools | one shape (GPU jobs) | | |"
+        )
+        for key in (
+            "makespan_hours",
+            "charged_core_hours",
+            "charged_gpu_hours",
+            "total_core_hour_equivalents",
+            "gpu_utilisation",
+        ):
+            pv, ov = median_of(pools, key), median_of(one, key)
+            rows.append(f"| 6 | {key} | {pv:.2f} | {ov:.2f} | {ratio(pv, ov)} | |")
+        t = r["pool_targets_100k"]
+        timed = f"{t['read_work_median_ms']:.1f} / {t['read_work_max_ms']:.1f}"
+        rows.append(
+            "| 6 | read_work + pool_targets(), 100,000 tasks, 3 pools, ms "
+            f"(median / max) | {timed} | | | |"
+        )
     return "\n".join(rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="time_to_workers,bursty,walltime,simulate")
+    parser.add_argument(
+        "--only", default="time_to_workers,bursty,walltime,simulate,pools"
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {}
     out_dir = HERE / "results"
@@ -150,6 +176,13 @@ def main() -> None:
 
             print("simulate ...", flush=True)
             results["simulate"] = simulate()
+            continue
+        if scenario == "pools":
+            from benchmarks.pools import simulate_all, time_pool_targets
+
+            print("pools ...", flush=True)
+            results["pools"] = simulate_all((1, 2, 3, 4, 5))
+            results["pools"]["pool_targets_100k"] = time_pool_targets()
             continue
         results[scenario] = {}
         for tool in TOOLS[scenario]:

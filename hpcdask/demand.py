@@ -19,7 +19,9 @@ one ``GPU``. So:
 Each pool's target is then reckoned as the scheduler reckons its adaptive
 target, over that pool's own work: seconds of work waiting and running, over
 the target duration, in threads, at most one thread per task, in whole
-workers, at least one while a task waits; twice the pool's workers when their
+workers (a worker running as many tasks of a kind at once as its threads and
+its resources allow: one ``{"GPU": 1}`` task at a time on a ``GPU=1``
+worker), at least one while a task waits; twice the pool's workers when their
 memory is more than 60% used; and, as the scheduler keeps workers when it
 scales down, enough to hold the data the pool's workers keep (twice its size
 in memory) unless other pools' workers have room for it.
@@ -39,6 +41,7 @@ __all__ = [
     "PoolMemory",
     "Work",
     "pool_targets",
+    "pool_task_durations",
     "route",
     "share_of_maximum",
 ]
@@ -66,6 +69,17 @@ class Offer:
         """Whether a task with these resource restrictions can run here."""
         return all(self.resources.get(k, 0.0) >= v for k, v in restrictions.items())
 
+    def at_once(self, restrictions: Mapping[str, float]) -> int:
+        """How many tasks with these restrictions one worker runs at once: a
+        thread each, and no more than its resources hold (a worker of 8
+        threads offering ``GPU=1`` runs one ``{"GPU": 1}`` task at a time)."""
+        fits = [
+            math.floor(self.resources.get(k, 0.0) / v + 1e-9)
+            for k, v in restrictions.items()
+            if v > 0
+        ]
+        return max(1, min([max(self.threads, 1), *fits]))
+
 
 @dataclass(frozen=True)
 class Work:
@@ -75,6 +89,8 @@ class Work:
     restrictions: Mapping[str, float]
     tasks: int
     seconds: float
+    #: the longest average run time of the timed kinds among them (0: none)
+    longest: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -113,9 +129,12 @@ def pool_targets(
     runs them: a task without restrictions running on a GPU worker keeps the
     default pool, not the GPU pool, busy.
     """
+    # in worker-seconds and workers' worth of tasks: a group's tasks share a
+    # worker as far as its threads and resources let them (Offer.at_once)
     seconds = {o.pool: 0.0 for o in offers}
-    tasks = {o.pool: 0 for o in offers}
+    tasks = {o.pool: 0.0 for o in offers}
     waiting_tasks = {o.pool: 0 for o in offers}
+    by_pool = {o.pool: o for o in offers}
     stranded = 0
     for group, is_waiting in [
         *((w, True) for w in waiting),
@@ -125,14 +144,16 @@ def pool_targets(
         if pool is None:
             stranded += group.tasks if is_waiting else 0
             continue
-        seconds[pool] += group.seconds
-        tasks[pool] += group.tasks
+        at_once = by_pool[pool].at_once(group.restrictions)
+        seconds[pool] += group.seconds / at_once
+        tasks[pool] += group.tasks / at_once
         waiting_tasks[pool] += group.tasks if is_waiting else 0
     targets = {}
     for offer in offers:
-        threads = math.ceil(seconds[offer.pool] / target_duration)
-        threads = min(threads, tasks[offer.pool])  # a thread per task at most
-        workers = math.ceil(threads / max(offer.threads, 1))
+        # the scheduler's rule: work over the target duration, a thread per
+        # task at most, in whole workers (the epsilon absorbs float sums)
+        worth = min(seconds[offer.pool] / target_duration, tasks[offer.pool])
+        workers = math.ceil(worth - 1e-9)
         if waiting_tasks[offer.pool] and workers == 0:
             workers = 1
         own = memory.get(offer.pool, PoolMemory())
@@ -141,6 +162,20 @@ def pool_targets(
         workers = max(workers, _keepers(offer.pool, memory))
         targets[offer.pool] = workers
     return targets, stranded
+
+
+def pool_task_durations(
+    work: Iterable[Work], offers: Sequence[Offer], default: str
+) -> dict[str, float]:
+    """The longest average run time of the kinds of tasks each pool has to run
+    (0: none timed): a pool's jobs drain ahead of their walltime by their own
+    tasks' time, not by another pool's longer ones."""
+    longest = {o.pool: 0.0 for o in offers}
+    for group in work:
+        pool = route(group.restrictions, offers, default)
+        if pool is not None:
+            longest[pool] = max(longest[pool], group.longest)
+    return longest
 
 
 def _keepers(pool: str, memory: Mapping[str, PoolMemory]) -> int:

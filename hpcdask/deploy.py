@@ -122,7 +122,8 @@ class JobSpecCluster(SpecCluster):
 
     def jobs(self) -> pandas.DataFrame:
         """The cluster's jobs as a pandas DataFrame, like ``squeue`` for it."""
-        return jobs_frame(self.view().jobs)
+        view = self.view()
+        return jobs_frame(view.jobs, pools=bool(view.pools))
 
     @property
     def failures(self) -> list[JobFailedError]:

@@ -31,6 +31,7 @@ class InvalidOptionError(HPCDaskError, ValueError):
     def __init__(self, option: str, value: object, why: str) -> None:
         self.option = option
         self.value = value
+        self.why = why
         super().__init__(f"invalid {option}={value!r}: {why}")
 
 

@@ -50,6 +50,8 @@ from hpcdask.jobmode import (
 )
 from hpcdask.launch import Launch, launch, wait_for_job_to_end
 from hpcdask.lookup import find_cluster
+from hpcdask.poolnames import checked_pools
+from hpcdask.pools import pool_options
 from hpcdask.registry import Entry, entry_security
 from hpcdask.view import ClusterView, dashboard_link_for, hpc_page_link, jobs_frame
 from hpcdask.widget import cluster_widget, render_html
@@ -109,8 +111,11 @@ def plan_launch(system: str, kwargs: Mapping[str, Any], workdir: str) -> Launch:
     _, configured_job, configured_root = scheduler_job_config()
     job = resolve_scheduler_job(kwargs.pop("scheduler_job", None), configured_job)
     name = kwargs.pop("cluster_name", None) or f"{system}-{secrets.token_hex(3)}"
-    job_kwargs = {k: v for k, v in kwargs.items() if k not in ("security", "n_workers")}
+    not_job = ("security", "n_workers", "pools")
+    job_kwargs = {k: v for k, v in kwargs.items() if k not in not_job}
     opts = resolve_job_options(system, **job_kwargs)
+    for pool, overrides in checked_pools(kwargs.get("pools")).items():
+        pool_options(system, job_kwargs, opts, pool, overrides)  # raises if wrong
     return Launch(
         name=check_cluster_name(name),
         root=registry_root(configured_root),
@@ -237,8 +242,11 @@ class ClusterHandle(Cluster):
         assert self.scheduler_comm is not None, "the handle has not connected"
         return await getattr(self.scheduler_comm, op)(**kwargs)
 
+    async def _unpickled(self, op: str, **kwargs: Any) -> Any:
+        return pickle.loads(await self._call(op, **kwargs))
+
     async def _fetch_view(self) -> ClusterView:
-        view: ClusterView = pickle.loads(await self._call("hpcdask_view"))
+        view: ClusterView = await self._unpickled("hpcdask_view")
         self._view = view
         return view
 
@@ -257,11 +265,15 @@ class ClusterHandle(Cluster):
         cores: int | None = None,
         *,
         jobs: int = 0,
+        pool: str | None = None,
     ) -> Any:
         """As ``HPCCluster.scale``, done by the scheduler job."""
-        return self._sync(
-            self._call, "hpcdask_scale", n=n, memory=memory, cores=cores, jobs=jobs
-        )
+        amount = {"n": n, "memory": memory, "cores": cores, "jobs": jobs}
+        return self._sync(self._call, "hpcdask_scale", **amount, pool=pool)
+
+    def add_pool(self, name: str, **options: Any) -> Any:
+        """As ``HPCCluster.add_pool``, done by the scheduler job."""
+        return self._sync(self._call, "hpcdask_add_pool", name=name, options=options)
 
     def adapt(self, **arguments: Any) -> RemoteAdaptive:  # type: ignore[override]
         """As ``HPCCluster.adapt`` (the same arguments), run by the scheduler
@@ -273,27 +285,19 @@ class ClusterHandle(Cluster):
 
     def jobs(self) -> pandas.DataFrame:
         """The cluster's jobs as the scheduler job knows them now."""
+        view: ClusterView = self._sync(self._fetch_view)
+        return jobs_frame(view.jobs, pools=bool(view.pools))
 
-        async def fetch() -> pandas.DataFrame:
-            return jobs_frame((await self._fetch_view()).jobs)
-
-        frame: pandas.DataFrame = self._sync(fetch)
-        return frame
-
-    def usage(self) -> Usage:
-        """What the cluster's jobs have been charged so far (see
+    def usage(self, pool: str | None = None) -> Usage:
+        """What the cluster's jobs (of ``pool``) have been charged so far (see
         ``HPCCluster.usage``)."""
-
-        async def fetch() -> Usage:
-            usage: Usage = pickle.loads(await self._call("hpcdask_usage"))
-            return usage
-
-        usage: Usage = self._sync(fetch)
+        usage: Usage = self._sync(self._unpickled, "hpcdask_usage", pool=pool)
         return usage
 
-    def job_script(self) -> str:
-        """The script the scheduler job submits its next worker job with."""
-        script: str = self._sync(self._call, "hpcdask_job_script")
+    def job_script(self, pool: str | None = None) -> str:
+        """The script the scheduler job submits its next worker job (of
+        ``pool``) with."""
+        script: str = self._sync(self._call, "hpcdask_job_script", pool=pool)
         return script
 
     # -- ending ---------------------------------------------------------------------

@@ -23,6 +23,7 @@ from hpcdask.validation import name_pattern
 
 __all__ = [
     "JobTable",
+    "cancel_strays",
     "failure_of",
     "stderr_tail",
     "wait_until_ended",
@@ -305,6 +306,19 @@ async def wait_until_ended(
         await asyncio.sleep(interval)
         await table.poll()
     return True
+
+
+async def cancel_strays(table: JobTable) -> None:
+    """As the cluster closes, after its fleets cancelled theirs: the jobs no
+    fleet holds (retired, or ending on their own) that the last poll still
+    saw live. Look again, and cancel those that are."""
+    stray = [r for r in table.live() if r.job_id]
+    if stray:
+        await table.poll()
+        stray = [r for r in stray if not r.state.is_terminal]
+    if stray:
+        await table.cancel(stray)
+        await wait_until_ended(table, stray, timeout=15)
 
 
 def report_long_pending(

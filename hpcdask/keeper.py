@@ -32,6 +32,7 @@ import dask.config
 
 from hpcdask.cluster import CLUSTER_CLASSES, HPCCluster
 from hpcdask.idle import IdleClock
+from hpcdask.poolnames import pool_key
 from hpcdask.registry import (
     SCHEDULER,
     entry_security,
@@ -70,6 +71,7 @@ class KeeperService:
                 "hpcdask_view": self.view,
                 "hpcdask_usage": self.usage,
                 "hpcdask_job_script": self.job_script,
+                "hpcdask_add_pool": self.add_pool,
                 "hpcdask_close": self.close,
             }
         )
@@ -80,9 +82,11 @@ class KeeperService:
         memory: str | int | None = None,
         cores: int | None = None,
         jobs: int = 0,
+        pool: str | None = None,
     ) -> None:
         manager = self.cluster.manager
-        manager.scale_to(manager.jobs_for(n, memory, cores, jobs))
+        key = pool_key(pool)
+        manager.scale_to(manager.jobs_for(n, memory, cores, jobs, key), key)
         await self.cluster.sync_jobs()
 
     def adapt(self, arguments: Mapping[str, Any]) -> dict[str, int]:
@@ -92,11 +96,14 @@ class KeeperService:
     def view(self) -> bytes:
         return pickle.dumps(self.cluster.view())
 
-    def usage(self) -> bytes:
-        return pickle.dumps(self.cluster.usage())
+    def usage(self, pool: str | None = None) -> bytes:
+        return pickle.dumps(self.cluster.usage(pool=pool))
 
-    def job_script(self) -> str:
-        return self.cluster.job_script()
+    def job_script(self, pool: str | None = None) -> str:
+        return self.cluster.job_script(pool=pool)
+
+    def add_pool(self, name: str, options: Mapping[str, Any]) -> None:
+        self.cluster.add_pool(name, **options)
 
     def close(self) -> None:
         logger.info("close() called by a handle: the cluster ends")

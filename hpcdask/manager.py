@@ -25,7 +25,7 @@ from hpcdask.config import ClusterSettings
 from hpcdask.cost import JobResources, Usage, total_usage
 from hpcdask.errors import JobFailedError
 from hpcdask.fleet import Fleet, cancel_unknown
-from hpcdask.jobs import JobTable
+from hpcdask.jobs import JobTable, cancel_strays
 from hpcdask.models import ClusterTag
 from hpcdask.network import workers_address
 from hpcdask.noise import SchedulerNoise
@@ -181,6 +181,7 @@ class JobManager:
         await asyncio.gather(*(fleet.sync() for fleet in fleets))
         if any(fleet.unconfirmed for fleet in fleets):
             await cancel_unknown(self.table, self.tag)
+        await cancel_strays(self.table)
 
     # -- scaling ---------------------------------------------------------------
 

@@ -79,12 +79,13 @@ def _grouped(
     groups: dict[tuple[tuple[str, float], ...], list[float]] = {}
     for ts in tasks:
         key = _key(ts.resource_restrictions or {})
-        counted = groups.setdefault(key, [0.0, 0.0])
+        counted = groups.setdefault(key, [0.0, 0.0, 0.0])
         counted[0] += 1
         counted[1] += duration(ts)
+        counted[2] = max(counted[2], float(ts.prefix.duration_average))
     return [
-        Work(dict(key), round(n * scale), seconds * scale)
-        for key, (n, seconds) in groups.items()
+        Work(dict(key), round(n * scale), seconds * scale, longest)
+        for key, (n, seconds, longest) in groups.items()
     ]
 
 

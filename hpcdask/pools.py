@@ -17,7 +17,6 @@ needs, and so how each pool is sized, is :mod:`hpcdask.demand`'s.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -37,6 +36,13 @@ from hpcdask.fleet import Fleet, SchedulerActions
 from hpcdask.jobs import JobTable, worker_suffixes
 from hpcdask.models import ClusterTag
 from hpcdask.options import JobOptions
+from hpcdask.poolnames import (
+    DEFAULT_POOL,
+    check_pool_name,
+    checked_pools,
+    pool_key,
+    pool_label,
+)
 
 __all__ = [
     "DEFAULT_POOL",
@@ -50,8 +56,6 @@ __all__ = [
     "pool_settings",
 ]
 
-#: the default pool's key ("" in job records; shown as "default")
-DEFAULT_POOL = ""
 #: what a job holds: a pool gives its own, or config's, never the default pool's
 SHAPE_OPTIONS = frozenset(
     {
@@ -60,41 +64,6 @@ SHAPE_OPTIONS = frozenset(
         "job_name",
     }
 )  # fmt: skip
-_POOL_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
-
-
-def check_pool_name(name: object) -> str:
-    """A pool's name: a lower-case letter, then letters, digits and ``_``
-    (it becomes part of job and worker names)."""
-    if not isinstance(name, str) or not _POOL_NAME.fullmatch(name):
-        why = "use a lower-case letter, then lower-case letters, digits and _"
-        raise InvalidOptionError("pool", name, why)
-    if name == "default":
-        raise InvalidOptionError("pool", name, "the cluster's own pool is 'default'")
-    return name
-
-
-def pool_key(name: str | None) -> str:
-    """The key of a pool a user names: ``None`` and ``"default"`` are the
-    default pool."""
-    return DEFAULT_POOL if name in (None, "default") else str(name)
-
-
-def checked_pools(pools: object) -> dict[str, Mapping[str, Any]]:
-    """The cluster's ``pools=`` argument: pool name -> its job options."""
-    if pools is None:
-        return {}
-    if not isinstance(pools, Mapping) or not all(
-        isinstance(v, Mapping) for v in pools.values()
-    ):
-        why = "expected {name: {job option: value}}, e.g. {'gpu': {'gpus': 1}}"
-        raise InvalidOptionError("pools", pools, why)
-    return {check_pool_name(k): v for k, v in pools.items()}
-
-
-def pool_label(pool: str) -> str:
-    """How a pool is shown: its name, or ``default``."""
-    return pool or "default"
 
 
 def pool_options(
@@ -116,7 +85,10 @@ def pool_options(
     try:
         return resolve_job_options(system, **kwargs)
     except InvalidOptionError as e:
-        raise InvalidOptionError(f"pools.{pool}.{e.option}", e.value, str(e)) from e
+        why = e.why
+        if e.option in SHAPE_OPTIONS and e.option not in overrides:
+            why += "; a pool's job shape is its own, not the default pool's"
+        raise InvalidOptionError(f"pools.{pool}.{e.option}", e.value, why) from e
 
 
 class Pool:

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from hpcdask.config import AdaptiveSettings
-from hpcdask.demand import Offer, pool_targets, share_of_maximum
+from hpcdask.demand import Offer, pool_targets, pool_task_durations, share_of_maximum
 from hpcdask.models import ClusterSnapshot, PolicyParams, ScaleDecision
 from hpcdask.pooldemand import read_work
 from hpcdask.pools import DEFAULT_POOL, Pool, pool_label
@@ -46,16 +47,25 @@ class PoolDemand:
         self.interval = interval
         self._read_at = float("-inf")
         self._targets: dict[str, int] = {}
+        self._durations: dict[str, float] = {}
         self._stranded_said = 0
 
     def target(self, pool: str, now: float) -> int:
         """The workers ``pool``'s work is worth at ``now``."""
-        if now - self._read_at >= self.interval / 2:
-            self._targets = self._read()
-            self._read_at = now
+        self._refresh(now)
         return self._targets.get(pool, 0)
 
-    def _read(self) -> dict[str, int]:
+    def task_duration(self, pool: str, now: float) -> float:
+        """The longest average run time of the tasks ``pool`` has to run."""
+        self._refresh(now)
+        return self._durations.get(pool, 0.0)
+
+    def _refresh(self, now: float) -> None:
+        if now - self._read_at >= self.interval / 2:
+            self._read()
+            self._read_at = now
+
+    def _read(self) -> None:
         offers: list[Offer] = [p.offer() for p in self.pools.values()]
         table = self.probe.table
 
@@ -70,6 +80,10 @@ class PoolDemand:
         targets, stranded = pool_targets(
             waiting, running, memory, offers, DEFAULT_POOL, duration
         )
+        self._targets = targets
+        self._durations = pool_task_durations(
+            [*waiting, *running], offers, DEFAULT_POOL
+        )
         if stranded and stranded != self._stranded_said:
             pools = ", ".join(
                 f"{pool_label(o.pool)}: {dict(o.resources) or 'none'}" for o in offers
@@ -81,7 +95,6 @@ class PoolDemand:
                 pools,
             )
         self._stranded_said = stranded
-        return targets
 
 
 class PoolScaling:
@@ -116,6 +129,9 @@ class PoolScaling:
             target=self.demand.target(self.pool.name, now),
             time_limit=self.pool.options.walltime,
         )
+        # drain ahead of the walltime by this pool's own tasks' time
+        own = self.demand.task_duration(self.pool.name, now)
+        snapshot = replace(snapshot, task_duration=own)
         return with_forecast(snapshot, now, self.limits(self.params), self.starts)
 
     def limits(self, params: PolicyParams) -> PolicyParams:

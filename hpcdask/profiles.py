@@ -16,17 +16,25 @@ A site admin writes, e.g. in ``/etc/dask/hpcdask.yaml``::
           queue: gpu
           cores: 8
           memory: 32GB
-          directives: ["--gres=gpu:1"]
+          gpus: 1
+        cpu-and-gpu:
+          system: slurm
+          queue: regular
+          cores: 32
+          memory: 64GB
+          pools:
+            gpu: {queue: gpu, cores: 8, memory: 64GB, gpus: 4}
 
 and users write ``SLURMCluster.from_profile("small")`` or
 ``HPCCluster.from_profile("gpu-small")``. A profile's keys are ``system``,
 ``description``, ``directives`` (extra directive lines, dask-jobqueue's
 ``job_extra_directives``), ``scheduler_in`` and ``scheduler_job`` (where the
-scheduler runs, and its job's options: :mod:`hpcdask.jobmode`) and any job
-option (:data:`hpcdask.options.DEFAULTS`, ``-`` or ``_`` spelling). Values a
-profile leaves out come from ``hpcdask.<system>.*`` / ``jobqueue.<system>.*``
-config as for any cluster. An unknown key or system is an
-:class:`~hpcdask.errors.InvalidOptionError` naming it.
+scheduler runs, and its job's options: :mod:`hpcdask.jobmode`), ``pools``
+(worker pools besides the default one, each a mapping of job options:
+:mod:`hpcdask.pools`) and any job option (:data:`hpcdask.options.DEFAULTS`,
+``-`` or ``_`` spelling). Values a profile leaves out come from
+``hpcdask.<system>.*`` / ``jobqueue.<system>.*`` config as for any cluster. An
+unknown key or system is an :class:`~hpcdask.errors.InvalidOptionError` naming it.
 """
 
 from __future__ import annotations
@@ -41,11 +49,12 @@ from hpcdask.errors import InvalidOptionError
 from hpcdask.format import format_bytes, format_duration
 from hpcdask.jobmode import resolve_scheduler_in, resolve_scheduler_job
 from hpcdask.options import DEFAULTS, SYSTEMS, JobOptions
+from hpcdask.poolnames import checked_pools
 
 __all__ = ["Profile", "load_profile", "load_profiles", "profile_names"]
 
 #: the cluster's own arguments a profile may set (not job options)
-CLUSTER_KEYS = ("scheduler_in", "scheduler_job")
+CLUSTER_KEYS = ("scheduler_in", "scheduler_job", "pools")
 #: keys a profile may hold besides the job options.
 PROFILE_KEYS = ("system", "description", "directives", *CLUSTER_KEYS)
 
@@ -185,8 +194,8 @@ def parse_profile(name: str, raw: object) -> Profile:
             description = str(value)
             continue
         if option in CLUSTER_KEYS:
-            _check_cluster_key(f"{where}.{key}", option, value)
-            cluster_options[option] = value
+            checked = _check_cluster_key(f"{where}.{key}", option, value)
+            cluster_options[option] = checked
             continue
         if option == "directives":
             option = "job_extra_directives"
@@ -201,9 +210,12 @@ def parse_profile(name: str, raw: object) -> Profile:
     return Profile(name, system, description, options, cluster_options)
 
 
-def _check_cluster_key(where: str, option: str, value: object) -> None:
-    """Check a profile's ``scheduler_in`` or ``scheduler_job`` as the cluster
-    will, naming the profile's key when it is wrong."""
+def _check_cluster_key(where: str, option: str, value: object) -> Any:
+    """Check a profile's ``scheduler_in``, ``scheduler_job`` or ``pools`` as
+    the cluster will, naming the profile's key when it is wrong; the value the
+    cluster is given."""
+    if option == "pools":
+        return _parse_pools(where, value)
     try:
         if option == "scheduler_in":
             resolve_scheduler_in(value, None)
@@ -213,6 +225,31 @@ def _check_cluster_key(where: str, option: str, value: object) -> None:
             resolve_scheduler_job(value, {})
     except InvalidOptionError as e:
         raise InvalidOptionError(where, value, str(e)) from e
+    return value
+
+
+def _parse_pools(where: str, value: object) -> dict[str, dict[str, Any]]:
+    """A profile's ``pools``: each pool's name checked, its keys job options
+    (``-`` or ``_`` spelling, ``directives`` as in the profile)."""
+    try:
+        pools = checked_pools(value)
+    except InvalidOptionError as e:
+        raise InvalidOptionError(where, value, e.why) from e
+    parsed: dict[str, dict[str, Any]] = {}
+    for pool, raw in pools.items():
+        options: dict[str, Any] = {}
+        for key, option_value in raw.items():
+            option = str(key).replace("-", "_")
+            option = "job_extra_directives" if option == "directives" else option
+            if option not in DEFAULTS:
+                close = _suggest(option, list(DEFAULTS))
+                hint = f"; did you mean {close!r}?" if close else ""
+                raise InvalidOptionError(
+                    f"{where}.{pool}.{key}", option_value, f"not a job option{hint}"
+                )
+            options[option] = option_value
+        parsed[pool] = options
+    return parsed
 
 
 def _suggest(key: str, known: Sequence[str]) -> str | None:

@@ -317,8 +317,9 @@ def rows_to_show(jobs: Sequence[JobRow], limit: int) -> list[JobRow]:
     return (live + ended[::-1])[:limit]
 
 
-def jobs_frame(rows: Sequence[JobRow]) -> pandas.DataFrame:
-    """Rows as ``cluster.jobs()`` returns them, newest job last."""
+def jobs_frame(rows: Sequence[JobRow], pools: bool = False) -> pandas.DataFrame:
+    """Rows as ``cluster.jobs()`` returns them, newest job last; with a
+    ``pool`` column when the cluster has ``pools`` (or a row is of one)."""
     import pandas
 
     def timestamp(value: float | None) -> object:
@@ -347,9 +348,9 @@ def jobs_frame(rows: Sequence[JobRow]) -> pandas.DataFrame:
         }
         for r in rows
     ]
-    pools = ["pool"] if any(r.pool for r in rows) else []
+    pool = ["pool"] if pools or any(r.pool for r in rows) else []
     columns = [
-        "job_id", *pools, "name", "state", "reason", "workers", "node",
+        "job_id", *pool, "name", "state", "reason", "workers", "node",
         "submit_time", "start_time", "end_time", "walltime_left",
         "queue", "walltime", "why_walltime",
     ]  # fmt: skip

@@ -263,3 +263,34 @@ def test_a_pbs_cluster_keeps_its_scheduler_in_a_job_too(
         cluster.close()
     assert new_jobs() == []
     assert not (registry / "keep-pbs").exists()
+
+
+def test_a_kept_cluster_takes_pools_through_its_handle(
+    registry: Path, log_directory: Path, new_jobs: Callable[[], list[str]]
+) -> None:
+    """pools=, add_pool(), scale(pool=), job_script(pool=) and usage(pool=)
+    reach the scheduler job's cluster; jobs() has the pool column."""
+    cluster = SLURMCluster(
+        cores=1, memory="1GB", walltime="00:10:00", scheduler_in="job",
+        cluster_name="keep-pools", scheduler_job={"memory": "1GB"},
+        pools={"wide": {"cores": 2, "memory": "1GB", "processes": 2}},
+    )  # fmt: skip
+    try:
+        cluster.add_pool("tall", cores=1, memory="2GB")
+        assert "--nworkers 2" in cluster.job_script(pool="wide")
+        assert "#SBATCH --mem=1908M" in cluster.job_script(pool="tall")  # 2 GB
+        cluster.scale(jobs=1, pool="wide")
+        cluster.scale(jobs=1, pool="tall")
+        with Client(cluster) as client:
+            client.wait_for_workers(3, timeout=120)
+            names = sorted(client.scheduler_info()["workers"][a]["name"]
+                           for a in client.scheduler_info()["workers"])  # fmt: skip
+        assert names == ["dask-worker-tall-0", "dask-worker-wide-0-0",
+                         "dask-worker-wide-0-1"]  # fmt: skip
+        jobs = cluster.jobs()
+        assert sorted(jobs["pool"]) == ["tall", "wide"]
+        assert cluster.usage(pool="wide").cores_in_use == 2
+        assert cluster.usage(pool="default").cores_in_use == 0
+    finally:
+        cluster.close()
+    assert new_jobs() == []

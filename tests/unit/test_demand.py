@@ -47,8 +47,11 @@ def targets(waiting: list[Work], running: list[Work] = [], **memory: PoolMemory)
         ([], [], {"cpu": 0, "gpu": 0, "gpu2": 0}),
         # 80 CPU tasks of 1 s: 16 threads' worth over 5 s, 4 workers of 4
         ([Work({}, 80, 80.0)], [], {"cpu": 4, "gpu": 0, "gpu2": 0}),
-        # a GPU-only backlog grows only the GPU pool
-        ([Work({"GPU": 1}, 40, 400.0)], [], {"cpu": 0, "gpu": 10, "gpu2": 0}),
+        # a GPU-only backlog grows only the GPU pool: a worker of 4 threads
+        # offering GPU=1 runs one of these at a time, so 40 of 10 s: 40 workers
+        ([Work({"GPU": 1}, 40, 400.0)], [], {"cpu": 0, "gpu": 40, "gpu2": 0}),
+        # short GPU tasks: 40 of 0.5 s over 5 s is 4 workers' worth
+        ([Work({"GPU": 1}, 40, 20.0)], [], {"cpu": 0, "gpu": 4, "gpu2": 0}),
         # one short waiting task still asks one worker of its pool
         ([Work({"GPU": 2}, 1, 0.1)], [], {"cpu": 0, "gpu": 0, "gpu2": 1}),
         # a thread per task at most: 3 long tasks, one worker of 4 threads
@@ -60,7 +63,7 @@ def targets(waiting: list[Work], running: list[Work] = [], **memory: PoolMemory)
         (
             [Work({}, 40, 40.0), Work({"GPU": 1}, 8, 80.0)],
             [Work({"GPU": 1}, 4, 20.0)],
-            {"cpu": 2, "gpu": 3, "gpu2": 0},
+            {"cpu": 2, "gpu": 12, "gpu2": 0},
         ),
     ],
 )
@@ -97,3 +100,39 @@ def test_a_pool_keeps_workers_for_its_data_unless_another_pool_has_room() -> Non
     # too little room elsewhere: the GPU pool keeps its two
     full_cpu = PoolMemory(workers=1, used=1e9, limit=4e9)
     assert targets([], [], gpu=holding, cpu=full_cpu)[0]["gpu"] == 2
+
+
+@pytest.mark.parametrize(
+    ("offer", "restrictions", "expected"),
+    [
+        (CPU, {}, 4),  # unrestricted: a thread each
+        (GPU, {"GPU": 1}, 1),  # one GPU: one task at a time, 4 threads or not
+        (BIG_GPU, {"GPU": 1}, 2),
+        (BIG_GPU, {"GPU": 0.5}, 4),
+        (BIG_GPU, {"GPU": 0.25}, 8),  # 8 fit the GPUs; 8 threads
+        (BIG_GPU, {"GPU": 0.1}, 8),  # the threads bound it
+        (BIG_GPU, {"GPU": 1, "MEM": 200}, 2),
+        (BIG_GPU, {"GPU": 1, "MEM": 300}, 1),  # the scarcer resource bounds it
+        (Offer("x", {"GPU": 1}, threads=0, cores=1), {"GPU": 1}, 1),
+    ],
+)
+def test_a_worker_runs_as_many_tasks_at_once_as_threads_and_resources_allow(
+    offer: Offer, restrictions: dict[str, float], expected: int
+) -> None:
+    assert offer.at_once(restrictions) == expected
+
+
+def test_each_pool_drains_by_its_own_tasks_time() -> None:
+    from hpcdask.demand import pool_task_durations
+
+    work = [
+        Work({}, 100, 1000.0, longest=10.0),
+        Work({"GPU": 1}, 8, 1440.0, longest=180.0),
+        Work({"GPU": 2}, 1, 1.0, longest=0.0),  # never timed
+        Work({"TPU": 1}, 1, 900.0, longest=900.0),  # no pool runs it
+    ]
+    assert pool_task_durations(work, POOLS, "cpu") == {
+        "cpu": 10.0,
+        "gpu": 180.0,
+        "gpu2": 0.0,
+    }

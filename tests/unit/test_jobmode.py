@@ -153,3 +153,25 @@ def test_the_registry_keeps_credentials_private(tmp_path: Path) -> None:
     security = entry_security(directory)
     assert security.require_encryption
     assert security.tls_client_key == os.path.join(directory, "key.pem")
+
+
+def test_a_scheduler_job_clusters_pools_are_checked_before_submitting() -> None:
+    from hpcdask.handle import plan_launch
+
+    base = {"cores": 1, "memory": "1GB", "scheduler_in": "job"}
+    plan = plan_launch(
+        "slurm",
+        {**base, "pools": {"gpu": {"cores": 2, "memory": "2GB", "gpus": 1}}},
+        "/tmp",
+    )
+    assert plan.kwargs["pools"] == {"gpu": {"cores": 2, "memory": "2GB", "gpus": 1}}
+    with pytest.raises(InvalidOptionError, match=r"pools\.gpu\.gpus=-1"):
+        plan_launch(
+            "slurm",
+            {**base, "pools": {"gpu": {"cores": 2, "memory": "2GB", "gpus": -1}}},
+            "/tmp",
+        )
+    with pytest.raises(InvalidOptionError, match=r"pools\.gpu\.memory=None.*its own"):
+        plan_launch("slurm", {**base, "pools": {"gpu": {"cores": 2}}}, "/tmp")
+    with pytest.raises(InvalidOptionError, match="lower-case"):
+        plan_launch("slurm", {**base, "pools": {"GPU": {}}}, "/tmp")

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "hpcdask"
 LAYERS: dict[str, int] = {
     "errors": 0, "models": 0, "format": 0, "forecast": 0,
     "validation": 1, "runner": 1, "noise": 1, "network": 1, "forward": 1,
-    "optiontable": 1, "demand": 1,
+    "optiontable": 1, "demand": 1, "poolnames": 1,
     "options": 2, "config": 2, "configfile": 2, "profiles": 2, "security": 2,
     "jobbounds": 2,
     "jobmode": 2, "registry": 2, "idle": 1,

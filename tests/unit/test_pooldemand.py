@@ -42,6 +42,7 @@ async def test_waiting_and_running_work_by_restrictions_and_pool() -> None:
 
         # never-timed tasks are sized at the target duration: a thread each
         assert all(w.seconds == 5.0 * w.tasks for w in [*waiting, *running])
+        assert all(w.longest == 0.0 for w in [*waiting, *running])  # none timed
         assert count(waiting, "TPU") == 1
         # the GPU worker runs a GPU task or an unrestricted one: either way
         # the three GPU tasks are found, waiting or running
@@ -62,3 +63,12 @@ async def test_waiting_and_running_work_by_restrictions_and_pool() -> None:
         await go.set()
         assert len(await client.gather([*cpu, *gpu])) == 9
         await client.cancel(tpu)
+        # timed now: the groups carry their kind's average run time
+        more = client.map(hold, ["again"] * 2, range(2), pure=False)
+        while sum(len(ws.processing) for ws in scheduler.workers.values()) < 2:
+            await asyncio.sleep(0.05)
+        _, running, _ = read_work(scheduler, pool_of, target_duration=5.0)
+        average = float(scheduler.task_prefixes["hold"].duration_average)
+        assert average > 0 and {w.longest for w in running} == {average}
+        await Event("again", client=client).set()
+        await client.gather(more)

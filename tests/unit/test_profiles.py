@@ -122,6 +122,13 @@ def test_profile_fills_in_from_system_config() -> None:
             r"hpcdask\.profiles\.bad\.scheduler-job=.*scheduler_job\.cores",
         ),
         ({"scheduler_job": "big"}, r"scheduler_job.*expected a mapping"),
+        ({"pools": ["gpu"]}, r"hpcdask\.profiles\.bad\.pools=.*expected \{name"),
+        ({"pools": {"GPU": {}}}, r"hpcdask\.profiles\.bad\.pools=.*lower-case"),
+        ({"pools": {"default": {}}}, r"bad\.pools=.*own pool is 'default'"),
+        (
+            {"pools": {"gpu": {"gpu": 1}}},
+            r"hpcdask\.profiles\.bad\.pools\.gpu\.gpu=1: not a job option; did you mean 'gpus'",
+        ),
     ],
 )
 def test_bad_profiles_are_clear_errors(profile: Any, message: str) -> None:
@@ -205,3 +212,55 @@ def test_a_profile_may_put_the_scheduler_in_a_job() -> None:
         kwargs = profile.cluster_kwargs(cores=4)
     assert kwargs["scheduler_in"] == "job" and kwargs["cores"] == 4
     assert kwargs["scheduler_job"] == {"queue": "debug", "idle-timeout": "1 hour"}
+
+
+async def test_a_profile_may_define_pools() -> None:
+    site = {
+        "system": "slurm",
+        "queue": "regular",
+        "cores": 4,
+        "memory": "8GB",
+        "pools": {
+            "gpu": {
+                "queue": "gpu",
+                "cores": 2,
+                "memory": "16GB",
+                "gpus": 2,
+                "job-extra-directives": ["--mem-per-gpu=8G"],
+            },
+            "big_mem": {
+                "cores": 4,
+                "memory": "64GB",
+                "directives": ["--constraint=bigmem"],
+            },
+        },
+    }
+    with dask.config.set({"hpcdask.profiles": {"site": site}}):
+        profile = load_profile("site")
+        pools = profile.cluster_kwargs()["pools"]
+        # the - spelling and directives become the cluster's arguments
+        assert pools["gpu"]["job_extra_directives"] == ["--mem-per-gpu=8G"]
+        assert pools["big_mem"]["job_extra_directives"] == ["--constraint=bigmem"]
+        async with HPCCluster.from_profile("site", asynchronous=True) as cluster:
+            gpu = cluster.job_script(pool="gpu")
+            assert "#SBATCH -p gpu" in gpu and "#SBATCH --gres=gpu:2" in gpu
+            assert "#SBATCH --mem-per-gpu=8G" in gpu and "--mem=" not in gpu
+            big = cluster.job_script(pool="big_mem")
+            assert "#SBATCH --constraint=bigmem" in big and "#SBATCH -p regular" in big
+            assert "--gres" not in cluster.job_script()
+
+
+async def test_the_documented_pools_profile_makes_both_pools() -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "pools.md"
+    block = re.search(r"```yaml\n(.*?)```", docs.read_text(), re.S)
+    assert block is not None
+    config = yaml.safe_load(block.group(1))
+    with dask.config.set({"hpcdask.profiles": config["hpcdask"]["profiles"]}):
+        async with SLURMCluster.from_profile(
+            "cpu-and-gpu", asynchronous=True
+        ) as cluster:
+            gpu = cluster.job_script(pool="gpu")
+            assert "#SBATCH --gres=gpu:4" in gpu and "--mem-per-gpu=60G" in gpu
+            assert "--nworkers 1" in gpu and "--resources GPU=1" in gpu
+            cpu = cluster.job_script()
+            assert "--resources CPU=1" in cpu and "--gres" not in cpu
