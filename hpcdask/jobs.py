@@ -177,7 +177,8 @@ class JobTable:
         system = self.backend.system
         if len(names) > 1 and not system.supports_arrays:
             raise ValueError(f"{system.name} cannot submit {len(names)} jobs at once")
-        records = _new_records(names, pool, time_limit, note)
+        limit = opts.walltime if time_limit is None else time_limit
+        records = _new_records(names, pool, limit, note)
         for record in records:
             self.records[record.name] = record
             if "$" in record.name:

@@ -322,9 +322,6 @@ def jobs_frame(rows: Sequence[JobRow], pools: bool = False) -> pandas.DataFrame:
     ``pool`` column when the cluster has ``pools`` (or a row is of one)."""
     import pandas
 
-    def timestamp(value: float | None) -> object:
-        return pandas.NaT if value is None else pandas.Timestamp(value, unit="s")
-
     records = [
         {
             "job_id": r.job_id,
@@ -334,16 +331,12 @@ def jobs_frame(rows: Sequence[JobRow], pools: bool = False) -> pandas.DataFrame:
             "reason": r.status.reason,
             "workers": r.workers,
             "node": r.status.node,
-            "submit_time": timestamp(r.status.submit_time),
-            "start_time": timestamp(r.status.start_time),
-            "end_time": timestamp(r.status.end_time),
-            "walltime_left": pandas.NaT
-            if r.walltime_left is None
-            else pandas.Timedelta(seconds=round(r.walltime_left)),
+            "submit_time": r.status.submit_time,
+            "start_time": r.status.start_time,
+            "end_time": r.status.end_time,
+            "walltime_left": r.walltime_left,
             "queue": r.status.partition,
-            "walltime": pandas.NaT
-            if r.status.time_limit is None
-            else pandas.Timedelta(seconds=round(r.status.time_limit)),
+            "walltime": r.status.time_limit,
             "why_walltime": r.note,
         }
         for r in rows
@@ -355,6 +348,10 @@ def jobs_frame(rows: Sequence[JobRow], pools: bool = False) -> pandas.DataFrame:
         "queue", "walltime", "why_walltime",
     ]  # fmt: skip
     frame: pandas.DataFrame = pandas.DataFrame(records, columns=columns)
+    for times in ("submit_time", "start_time", "end_time"):
+        frame[times] = pandas.to_datetime(frame[times], unit="s")
+    for span in ("walltime_left", "walltime"):  # timedeltas, even when all NaT
+        frame[span] = pandas.to_timedelta(frame[span], unit="s").dt.round("s")
     return frame
 
 

@@ -240,3 +240,25 @@ async def test_a_requeued_job_is_handed_to_on_requeued_once(tmp_path: Path) -> N
     assert seen == ["w-0"] and record.state is JobState.PENDING
     await table.poll()  # still pending: the same requeue, not a second one
     assert seen == ["w-0"] and record.requeues == 1
+
+
+async def test_a_job_knows_its_walltime_from_its_submission(tmp_path: Path) -> None:
+    """Before any poll: the walltime asked for, and jobs() columns of their
+    types even when nothing is known yet (a flaky integration test read an
+    all-NaT walltime column as dates)."""
+    assert str(
+        frame(
+            JobTable(
+                CommandBackend(Slurm(), FakeRunner({})),
+                resolve_job_options("slurm", cores=1, memory="1GB"),
+            )
+        )["walltime"].dtype
+    ).startswith("timedelta64")
+    runner = FakeRunner({"sbatch": [ok("41\n"), ok("42\n")]})
+    table = slurm_table(runner, tmp_path)
+    (a,) = await table.submit(["w-0"], "#!/bin/bash\n")
+    (b,) = await table.submit(["w-1"], "#!/bin/bash\n", time_limit=600.0)
+    assert (a.status.time_limit, b.status.time_limit) == (1800, 600.0)
+    jobs = frame(table)
+    assert list(jobs["walltime"].dt.total_seconds()) == [1800, 600]
+    assert str(jobs["walltime_left"].dtype).startswith("timedelta64")
