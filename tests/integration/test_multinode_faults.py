@@ -75,6 +75,9 @@ def watch(
     # recovery is due within 45 s of the fault (or of its end); a kill or a
     # cut of 20 s takes 10-30 s here
     give_up = 45 + (heal[0] if heal is not None else 0.0)
+    # once a cut node is back on the network, Slurm may run the requeued job
+    # (or a replacement) on it again: capacity anywhere is then recovery
+    healed = False
     while seen.computed is None or seen.recovered is None:
         now = time.monotonic() - started
         if now > give_up:
@@ -86,6 +89,7 @@ def watch(
         if heal is not None and now >= heal[0]:
             heal[1]()  # type: ignore[operator]
             heal = None
+            healed = True
         hosts = [w["host"] for w in client.scheduler_info()["workers"].values()]
         if seen.workers_lost is None and len(hosts) < 2:
             seen.workers_lost = now
@@ -94,7 +98,7 @@ def watch(
         seen.shown.add((str(row["state"]), str(row["reason"])))
         if seen.noticed is None and row["state"] != "running":
             seen.noticed = now
-        healthy = len(hosts) == 2 and broken_host not in hosts
+        healthy = len(hosts) == 2 and (healed or broken_host not in hosts)
         if seen.recovered is None and seen.workers_lost is not None and healthy:
             seen.recovered = now
         if seen.computed is None and total.done():  # type: ignore[attr-defined]
