@@ -172,7 +172,7 @@ def parse_profile(name: str, raw: object) -> Profile:
     system: str | None = None
     description = ""
     for key, value in raw.items():
-        option = str(key).replace("-", "_")
+        option = _option_name(key)
         if option not in known:
             close = _suggest(option, known)
             hint = f"; did you mean {close!r}?" if close else ""
@@ -197,8 +197,6 @@ def parse_profile(name: str, raw: object) -> Profile:
             checked = _check_cluster_key(f"{where}.{key}", option, value)
             cluster_options[option] = checked
             continue
-        if option == "directives":
-            option = "job_extra_directives"
         if option in options:
             raise InvalidOptionError(
                 f"{where}.{key}",
@@ -239,8 +237,7 @@ def _parse_pools(where: str, value: object) -> dict[str, dict[str, Any]]:
     for pool, raw in pools.items():
         options: dict[str, Any] = {}
         for key, option_value in raw.items():
-            option = str(key).replace("-", "_")
-            option = "job_extra_directives" if option == "directives" else option
+            option = _option_name(key)
             if option not in DEFAULTS:
                 close = _suggest(option, list(DEFAULTS))
                 hint = f"; did you mean {close!r}?" if close else ""
@@ -250,6 +247,13 @@ def _parse_pools(where: str, value: object) -> dict[str, dict[str, Any]]:
             options[option] = option_value
         parsed[pool] = options
     return parsed
+
+
+def _option_name(key: object) -> str:
+    """A profile key as the cluster's argument: ``_`` for ``-``, and
+    ``directives`` as ``job_extra_directives``."""
+    option = str(key).replace("-", "_")
+    return "job_extra_directives" if option == "directives" else option
 
 
 def _suggest(key: str, known: Sequence[str]) -> str | None:
